@@ -1,0 +1,140 @@
+"""The one registry of explanation methods.
+
+Every method is a plain function ``fn(model, x, target, **params) -> Tensor`` registered
+with :func:`register`. The registry wraps it in a :class:`Method` that enforces the method
+contract of DESIGN.md (output of x's shape on x's device; the model's mode, hooks and
+``requires_grad`` flags restored), so experiments, figures and tests can treat every method,
+including model-free controls, the same way.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+MethodFn = Callable[..., torch.Tensor]
+
+
+class UnknownMethodError(KeyError):
+    """Raised for a method name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered explanation method and what it needs."""
+
+    name: str
+    fn: MethodFn
+    needs_baseline: bool = False
+    model_free: bool = False
+    stochastic: bool = False
+    requires: frozenset[str] = field(default_factory=frozenset)
+    description: str = ""
+
+    def applies_to(self, model: nn.Module) -> bool:
+        """Whether the model offers what the method needs (e.g. a Grad-CAM layer)."""
+        return all(getattr(model, f"{req}", None) is not None for req in self.requires)
+
+    def accepts(self) -> set[str]:
+        """Keyword parameters the function takes (beyond model, x, target)."""
+        params = inspect.signature(self.fn).parameters
+        return {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+    def __call__(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, **params
+    ) -> torch.Tensor:
+        if not self.applies_to(model):
+            missing = [r for r in self.requires if getattr(model, r, None) is None]
+            raise ValueError(
+                f"method {self.name!r} does not apply to {type(model).__name__}: "
+                f"the model has no {', '.join(missing)}"
+            )
+        unknown = set(params) - self.accepts()
+        if unknown:
+            raise TypeError(
+                f"method {self.name!r} got unknown parameter(s) {sorted(unknown)}; "
+                f"it accepts {sorted(self.accepts())}"
+            )
+        target = torch.as_tensor(target, device=x.device, dtype=torch.long).reshape(-1)
+        if target.shape[0] != x.shape[0]:
+            raise ValueError(f"target has {target.shape[0]} entries for a batch of {x.shape[0]}")
+        with preserved_state(model):
+            model.eval()
+            out = self.fn(model, x.detach(), target, **params)
+        if out.shape != x.shape:
+            raise RuntimeError(
+                f"method {self.name!r} returned shape {tuple(out.shape)} for input {tuple(x.shape)}"
+            )
+        return out.detach().to(device=x.device, dtype=x.dtype)
+
+
+class preserved_state:
+    """Context manager restoring a model's train/eval modes and ``requires_grad`` flags."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def __enter__(self):
+        self.modes = [(m, m.training) for m in self.model.modules()]
+        self.flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        return self.model
+
+    def __exit__(self, *exc):
+        for m, training in self.modes:
+            m.training = training
+        for p, flag in self.flags:
+            p.requires_grad_(flag)
+        return False
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(
+    name: str,
+    *,
+    needs_baseline: bool = False,
+    model_free: bool = False,
+    stochastic: bool = False,
+    requires: tuple[str, ...] = (),
+) -> Callable[[MethodFn], MethodFn]:
+    """Register ``fn`` under ``name``; returns ``fn`` unchanged so it stays callable directly."""
+
+    def decorator(fn: MethodFn) -> MethodFn:
+        if name in METHODS:
+            raise ValueError(f"method {name!r} is registered twice")
+        doc = (inspect.getdoc(fn) or "").split("\n")[0]
+        METHODS[name] = Method(
+            name=name,
+            fn=fn,
+            needs_baseline=needs_baseline,
+            model_free=model_free,
+            stochastic=stochastic,
+            requires=frozenset(requires),
+            description=doc,
+        )
+        return fn
+
+    return decorator
+
+
+def get_method(name: str) -> Method:
+    """Look a method up by name, with an error that lists the registered ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise UnknownMethodError(
+            f"unknown method {name!r}; registered methods: {', '.join(sorted(METHODS))}"
+        ) from None
+
+
+def available_methods() -> list[str]:
+    """Names of all registered methods, in registration order."""
+    return list(METHODS)

@@ -1,0 +1,51 @@
+"""Device selection, seeding and the environment record shared by every step."""
+
+from __future__ import annotations
+
+import platform
+import random
+
+import numpy as np
+import torch
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU; anything else must be a valid device."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as err:
+        raise ValueError(f"bad device {spec!r} (config key 'device'): use auto, cpu, cuda or cuda:N") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {spec!r} requested (config key 'device') but CUDA is not available; use 'auto' or 'cpu'")
+    return device
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; returns a CPU generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions recorded next to every result, so a number can be traced to its software."""
+    import captum
+    import scipy
+    import skimage
+    import torchvision
+
+    from saliency_sanity import __version__
+
+    return {
+        "python": platform.python_version(),
+        "saliency_sanity": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "captum": captum.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-image": skimage.__version__,
+    }
