@@ -1,0 +1,29 @@
+# saliency-sanity: one DAG from the datasets to the figures.
+#   snakemake --cores all                          # default preset
+#   snakemake --cores all --config preset=smoke    # minutes, CI
+# The config is workflow/config/default.yaml, the chosen preset on top, then --config overrides;
+# it is validated against workflow/schemas/config.schema.yaml before any job runs.
+
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+from saliency_sanity.config import resolve_config
+
+_resolved = resolve_config(overrides=dict(config), workflow_dir=Path(workflow.basedir) / "workflow")
+config.clear()
+config.update(_resolved)
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/training.smk"
+include: "workflow/rules/randomization.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    input:
+        "results/config.yaml",
+        rules.figure_index.output,

@@ -1,0 +1,171 @@
+"""``saliency-sanity <step>``: the one entry point that the workflow's thin rules call.
+
+Each subcommand parses its arguments, sets up logging and torch threads, and calls one library
+function; all experiment logic lives in the library modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger("saliency_sanity")
+
+
+def _json_arg(text: str) -> dict:
+    """A JSON object given inline or as ``@path``."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    from saliency_sanity.data import fetch_dataset
+
+    raw = fetch_dataset(args.dataset, args.data_dir, mirror=args.mirror)
+    log.info("%s ready in %s", args.dataset, raw)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from saliency_sanity.training import train_model
+
+    record = train_model(
+        args.dataset, args.arch, args.labels, args.settings, args.data_dir, args.out,
+        device=args.device, seed=args.seed,
+    )
+    log.info("trained %s: %s", args.out, json.dumps({k: record[k] for k in ("train_acc", "test_acc")}))
+
+
+def cmd_randomize(args: argparse.Namespace) -> None:
+    from saliency_sanity.experiments import run_randomization_test
+
+    run_randomization_test(
+        args.model, args.mode, args.settings, args.out_csv, args.out_maps,
+        random_label_model_path=args.random_label_model, data_dir=args.data_dir,
+        device=args.settings.get("device", "auto"),
+    )
+
+
+def cmd_figure(args: argparse.Namespace) -> None:
+    from saliency_sanity.figures import make_figure
+
+    inputs = {}
+    for item in args.input:
+        key, sep, path = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--input expects KEY=PATH, got {item!r}")
+        inputs[key] = Path(path)
+    make_figure(args.name, args.model, inputs, args.out_dir, preset=args.preset, notes=args.notes)
+
+
+def cmd_index(args: argparse.Namespace) -> None:
+    from saliency_sanity.figures import write_index
+
+    log.info("wrote %s", write_index(args.out_dir))
+
+
+def cmd_methods(args: argparse.Namespace) -> None:
+    from saliency_sanity.methods import METHODS
+
+    for method in METHODS.values():
+        flags = [f for f, on in (("model-free", method.model_free), ("stochastic", method.stochastic),
+                                 ("baseline", method.needs_baseline)) if on]
+        flags += [f"needs {r}" for r in sorted(method.requires)]
+        print(f"{method.name:20s} {method.description}" + (f"  [{', '.join(flags)}]" if flags else ""))
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    import yaml
+
+    from saliency_sanity.config import resolve_config
+
+    print(yaml.safe_dump(resolve_config(args.preset), sort_keys=False), end="")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="saliency-sanity", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
+
+    def add(name: str, func: Callable, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        p.add_argument("--threads", type=int, default=None, help="torch threads")
+        return p
+
+    p = add("download", cmd_download, "fetch a dataset (mirror or official host), md5-verified")
+    p.add_argument("dataset", choices=["mnist", "fashion-mnist"])
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--mirror", default=None, help="folder laid out as <dataset>/raw/<file> (default: $SALIENCY_DATA_MIRROR)")
+
+    p = add("train", cmd_train, "train one model and write its checkpoint + JSON record")
+    p.add_argument("--dataset", required=True, choices=["mnist", "fashion-mnist"])
+    p.add_argument("--arch", required=True, choices=["cnn", "mlp"])
+    p.add_argument("--labels", default="true", choices=["true", "random"])
+    p.add_argument("--settings", type=_json_arg, required=True, help="the config's training section (JSON or @file)")
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = add("randomize", cmd_randomize, "run one randomization test; write the tidy CSV and the maps")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--mode", required=True, choices=["cascading", "independent", "labels"])
+    p.add_argument("--random-label-model", type=Path, default=None)
+    p.add_argument("--settings", type=_json_arg, required=True, help="the resolved config (JSON or @file)")
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--out-csv", type=Path, required=True)
+    p.add_argument("--out-maps", type=Path, required=True)
+
+    p = add("figure", cmd_figure, "render one registered figure for one model (PDF + PNG)")
+    p.add_argument("name")
+    p.add_argument("--model", required=True)
+    p.add_argument("--input", action="append", default=[], metavar="KEY=PATH")
+    p.add_argument("--out-dir", type=Path, default=Path("figures"))
+    p.add_argument("--preset", default="default")
+    p.add_argument("--notes", default="")
+
+    p = add("index", cmd_index, "write figures/index.md from the figures' records")
+    p.add_argument("--out-dir", type=Path, default=Path("figures"))
+
+    add("methods", cmd_methods, "list the registered explanation methods")
+
+    p = add("config", cmd_config, "print the resolved, validated config of a preset")
+    p.add_argument("--preset", default="default")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    _set_threads(args.threads)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, KeyError, OSError) as err:
+        log.error("%s", err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

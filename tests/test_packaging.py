@@ -1,0 +1,67 @@
+"""The conda route and the pip route install the same packages; presets validate."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from saliency_sanity.config import ConfigError, available_presets, resolve_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"torch": "pytorch", "snakemake": "snakemake-minimal"}
+SPEC = re.compile(r"^([A-Za-z0-9_.-]+)\s*(.*)$")
+
+
+def _split(spec: str) -> tuple[str, str]:
+    name, version = SPEC.match(spec.strip()).groups()
+    return name.lower(), version.replace(" ", "")
+
+
+def test_environment_yml_lists_the_pyproject_packages():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = dict(_split(s) for s in project["dependencies"] + project["optional-dependencies"]["test"])
+    wanted = {CONDA_NAMES.get(name, name): version for name, version in wanted.items()}
+    wanted["python"] = project["requires-python"]
+
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str) and d != "pip")
+    assert conda == wanted
+
+
+def test_lock_file_pins_every_dependency_exactly():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = [l for l in (ROOT / "requirements.lock").read_text().splitlines() if l and not l.startswith("#")]
+    pins = dict(l.lower().split("==", 1) for l in lines)
+    for spec in project["dependencies"] + project["optional-dependencies"]["test"]:
+        name, _ = _split(spec)
+        assert name in pins, f"{name} is not pinned in requirements.lock"
+    assert all("==" in l for l in lines)
+
+
+@pytest.mark.parametrize("preset", ["default", "smoke", "paper"])
+def test_presets_resolve_and_validate(preset):
+    config = resolve_config(preset)
+    assert config["preset"] == preset
+    assert preset in available_presets()
+
+
+def test_unknown_preset_names_the_available_ones():
+    with pytest.raises(ConfigError, match="unknown preset 'nope'.*smoke"):
+        resolve_config("nope")
+
+
+def test_bad_config_value_names_the_key():
+    with pytest.raises(ConfigError, match="randomization.n_images"):
+        resolve_config("smoke", {"randomization": {"n_images": 0}})
+    with pytest.raises(ConfigError, match="device"):
+        resolve_config("smoke", {"device": "gpu"})
+
+
+def test_overrides_win_over_the_preset():
+    config = resolve_config("smoke", {"seed": 7, "randomization": {"n_images": 2}})
+    assert config["seed"] == 7 and config["randomization"]["n_images"] == 2
+    assert config["randomization"]["explain"] == "predicted"  # untouched keys keep the preset's value
