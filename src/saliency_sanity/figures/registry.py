@@ -1,0 +1,246 @@
+"""Every figure, registered in one place with its file name, caption and inputs; and the index.
+
+``make_figure`` renders one registered figure for one model to ``<out_dir>/<name>-<model>.pdf``
+and ``.png`` (atomically) plus a sidecar record ``<out_dir>/.index/<name>-<model>.json`` (caption,
+preset, git commit); ``write_index`` gathers the records into ``<out_dir>/index.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from saliency_sanity.figures import plots, style
+from saliency_sanity.figures.inputs import FigureInputError, load_maps, load_similarity
+
+INDEX_DIR = ".index"
+FORMATS = ("pdf", "png")
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class UnknownFigureError(KeyError):
+    """Raised for a figure name that is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A registered figure: its builder, caption (``{model}`` is filled in) and input keys.
+
+    An input key is ``<mode>_csv`` (``results/randomization/<model>-<mode>.csv``) or
+    ``<mode>_maps`` (``results/maps/<model>-<mode>.npz``).
+    """
+
+    name: str
+    build: Callable[..., tuple[Figure, str]]
+    caption: str
+    inputs: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def input_paths(self, model: str, results_dir: str | Path = "results") -> dict[str, Path]:
+        """Where the workflow writes each input of this figure for ``model``."""
+        return {key: _input_path(key, model, Path(results_dir)) for key in self.inputs}
+
+
+def _input_path(key: str, model: str, results_dir: Path) -> Path:
+    mode, _, kind = key.rpartition("_")
+    if kind == "csv":
+        return results_dir / "randomization" / f"{model}-{mode}.csv"
+    if kind == "maps":
+        return results_dir / "maps" / f"{model}-{mode}.npz"
+    raise ValueError(f"input key {key!r} is neither <mode>_csv nor <mode>_maps")
+
+
+_SIMILARITY = (
+    "Similarity between each method's maps for the trained {model} and its maps {after}, by four "
+    "metrics: Spearman rank correlation of absolute and of signed maps, SSIM and HOG similarity "
+    "(stage original: the trained model itself)."
+)
+
+FIGURES: dict[str, FigureSpec] = {
+    spec.name: spec
+    for spec in (
+        FigureSpec(
+            "methods_vs_edges",
+            plots.methods_vs_edges,
+            "Saliency maps of the trained {model} for a few test images, next to model-free controls "
+            "(edge detectors, random noise; right, grey titles): do the methods explain the model or "
+            "the input?",
+            ("cascading_maps",),
+        ),
+        FigureSpec(
+            "cascading_grid",
+            plots.cascading_grid,
+            "Cascading randomization of {model}: one test image's maps (rows: methods, model-free "
+            "controls last) for the trained model (original) and after re-initializing the blocks from "
+            "the logits down to the block named in each column.",
+            ("cascading_maps",),
+        ),
+        FigureSpec(
+            "cascading_grid_signed",
+            plots.cascading_grid,
+            "Cascading randomization of {model} as in cascading_grid, with signed maps: the sign "
+            "shows where a method's map keeps the input's structure but not its evidence.",
+            ("cascading_maps",),
+            {"signed": True},
+        ),
+        FigureSpec(
+            "similarity_cascading",
+            plots.similarity_curves,
+            _SIMILARITY.format(model="{model}", after="after cascading randomization down to each block"),
+            ("cascading_csv",),
+            {"mode": "cascading"},
+        ),
+        FigureSpec(
+            "similarity_independent",
+            plots.similarity_curves,
+            _SIMILARITY.format(model="{model}", after="after randomizing each block alone (independent randomization)"),
+            ("independent_csv",),
+            {"mode": "independent"},
+        ),
+        FigureSpec(
+            "label_randomization",
+            plots.label_randomization,
+            "Data randomization test for {model}: maps of the model trained on the true labels and of "
+            "the same architecture trained on randomly permuted labels (top), and the similarity of the "
+            "two models' maps per method and metric (bottom).",
+            ("labels_maps", "labels_csv"),
+        ),
+    )
+}
+
+
+def get_figure(name: str) -> FigureSpec:
+    """Look a figure up by name, with an error that lists the registered ones."""
+    try:
+        return FIGURES[name]
+    except KeyError:
+        raise UnknownFigureError(f"unknown figure {name!r}; registered figures: {', '.join(FIGURES)}") from None
+
+
+def caption(spec: FigureSpec, model: str, facts: str, preset: str, notes: str = "") -> str:
+    """The full caption: what the figure shows, what the data were, and the preset used."""
+    settings = f"Made with the {preset} preset" + (f": {notes.strip().rstrip('.')}." if notes.strip() else ".")
+    return " ".join(part for part in (spec.caption.format(model=model), facts, settings) if part)
+
+
+def report_caption(name: str) -> str:
+    """The rst caption of ``snakemake --report`` (workflow/report/<name>.rst), from the same text."""
+    spec = get_figure(name)
+    body = spec.caption.format(model="{{ snakemake.wildcards.model }}")
+    return (
+        f"{body}\n\nMade with the ``{{{{ snakemake.config.preset }}}}`` preset. The caption in "
+        f"figures/index.md adds the images, the statistics and the run's reductions.\n"
+    )
+
+
+def make_figure(
+    name: str, model: str, inputs: Mapping[str, Path], out_dir: Path, *, preset: str, notes: str = ""
+) -> list[Path]:
+    """Render figure ``name`` for ``model``; returns the PDF, the PNG and the sidecar record written."""
+    spec = get_figure(name)
+    if not MODEL_NAME.match(model):
+        raise ValueError(f"model name {model!r} cannot be used in a file name; use letters, digits, '.', '_', '-'")
+    data = _load_inputs(spec, model, inputs)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{name}-{model}"
+    with matplotlib.rc_context(style.RC):
+        fig, facts = spec.build(data, model, **spec.options)
+        paths = [out_dir / f"{stem}.{fmt}" for fmt in FORMATS]
+        for path, fmt in zip(paths, FORMATS):
+            _atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt))
+    record = {
+        "name": name,
+        "model": model,
+        "files": [p.name for p in paths],
+        "caption": caption(spec, model, facts, preset, notes),
+        "preset": preset,
+        "notes": notes,
+        "inputs": {key: str(path) for key, path in sorted(inputs.items()) if key in spec.inputs},
+        "commit": git_commit(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    sidecar = out_dir / INDEX_DIR / f"{stem}.json"
+    sidecar.parent.mkdir(exist_ok=True)
+    _atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    return paths + [sidecar]
+
+
+def _load_inputs(spec: FigureSpec, model: str, inputs: Mapping[str, Path]) -> dict[str, Any]:
+    missing = [key for key in spec.inputs if key not in inputs]
+    if missing:
+        expected = ", ".join(f"{k}={p}" for k, p in spec.input_paths(model).items())
+        raise FigureInputError(f"figure {spec.name!r} needs input(s) {missing}; pass e.g. {expected}")
+    data = {}
+    for key in spec.inputs:
+        path = Path(inputs[key])
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"figure {spec.name!r}: input {key} = {path} does not exist; run the randomization "
+                f"step that writes it (snakemake {path})"
+            )
+        data[key] = load_maps(path) if key.endswith("_maps") else load_similarity(path)
+    return data
+
+
+def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write through a temporary file in the same folder, so readers never see half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def git_commit(repo_dir: Path | None = None) -> str:
+    """Short commit of the code, '-dirty' if tracked files have uncommitted changes; else 'unknown'."""
+    cwd = repo_dir or Path(__file__).resolve().parent
+    try:
+        commit = _git(cwd, "rev-parse", "--short", "HEAD")
+        dirty = _git(cwd, "--no-optional-locks", "status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def _git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20, check=True)
+    return done.stdout.strip()
+
+
+def write_index(out_dir: Path) -> Path:
+    """Gather the sidecar records into ``<out_dir>/index.md``, in registry order, then by model.
+
+    Records whose figure files no longer exist are left out, so the index lists what is there.
+    """
+    out_dir = Path(out_dir)
+    records = []
+    for sidecar in sorted((out_dir / INDEX_DIR).glob("*.json")):
+        record = json.loads(sidecar.read_text())
+        if all((out_dir / f).is_file() for f in record["files"]):
+            records.append(record)
+    order = list(FIGURES)
+    records.sort(key=lambda r: (order.index(r["name"]) if r["name"] in order else len(order), r["name"], r["model"]))
+    lines = ["# Figures", "", "Written by `saliency-sanity index` from the records in `.index/`.", ""]
+    for r in records:
+        links = ", ".join(f"[{f}]({f})" for f in r["files"])
+        png = next((f for f in r["files"] if f.endswith(".png")), None)
+        lines += [f"## {r['name']}-{r['model']}", ""]
+        lines += [f"![{r['name']}-{r['model']}]({png})", ""] if png else []
+        lines += [r["caption"], "", f"- files: {links}", f"- preset: {r['preset']}", f"- commit: {r['commit']}", ""]
+    index = out_dir / "index.md"
+    _atomic_write(index, lambda tmp: tmp.write_text("\n".join(lines)))
+    return index

@@ -1,0 +1,149 @@
+"""One look for every figure: method order, colours, labels, and how a map is displayed.
+
+Colours and order are keyed by method *name*, not by position in a file, so a method keeps its
+colour and place in every figure and every model even when some methods are missing.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import zlib
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import to_hex
+
+# The paper's order of methods; names not listed follow, alphabetically, in their group.
+CANONICAL_ORDER = (
+    "gradient",
+    "smoothgrad",
+    "smoothgrad_squared",
+    "vargrad",
+    "gradient_x_input",
+    "integrated_gradients",
+    "ig_smoothgrad",
+    "expected_gradients",
+    "guided_backprop",
+    "deconvnet",
+    "gradcam",
+    "guided_gradcam",
+    "deeplift_rescale",
+    "deeplift_revealcancel",
+)
+CONTROL_ORDER = ("sobel", "canny", "random_noise")
+
+LABELS = {
+    "gradient": "Gradient",
+    "smoothgrad": "SmoothGrad",
+    "smoothgrad_squared": "SmoothGrad-SQ",
+    "vargrad": "VarGrad",
+    "gradient_x_input": "Gradient × Input",
+    "integrated_gradients": "Integrated Gradients",
+    "ig_smoothgrad": "IG-SmoothGrad",
+    "expected_gradients": "Expected Gradients",
+    "guided_backprop": "Guided Backprop",
+    "deconvnet": "DeconvNet",
+    "gradcam": "Grad-CAM",
+    "guided_gradcam": "Guided Grad-CAM",
+    "deeplift_rescale": "DeepLIFT (Rescale)",
+    "deeplift_revealcancel": "DeepLIFT (RevealCancel)",
+    "sobel": "Sobel edges",
+    "canny": "Canny edges",
+    "random_noise": "Random noise",
+}
+
+METRIC_LABELS = {
+    "spearman_abs": "Spearman rank corr. (absolute)",
+    "spearman_signed": "Spearman rank corr. (signed)",
+    "ssim": "SSIM",
+    "hog": "HOG similarity",
+}
+METRIC_ORDER = tuple(METRIC_LABELS)
+
+# tab10 then the light half of tab20: 20 distinguishable colours for model-based methods.
+_METHOD_COLOURS = [to_hex(c) for c in colormaps["tab10"].colors] + [
+    to_hex(c) for c in colormaps["tab20"].colors[1::2]
+]
+_CONTROL_COLOURS = ["#000000", "#5a5a5a", "#a0a0a0", "#2f2f2f", "#7a7a7a"]
+
+# Matplotlib settings shared by all figures (applied with rc_context, never globally).
+RC = {
+    "pdf.fonttype": 42,
+    "ps.fonttype": 42,
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "figure.dpi": 100,
+    "savefig.dpi": 200,
+}
+CONTROL_DASHES = (4, 2)
+
+
+def is_control(method: str) -> bool:
+    """Whether the registry flags ``method`` as model-free; unregistered names count as model-based."""
+    from saliency_sanity.methods import METHODS  # importing the package registers the built-ins
+
+    entry = METHODS.get(method)
+    return bool(entry is not None and entry.model_free)
+
+
+def _rank(name: str, canonical: tuple[str, ...]) -> tuple[int, str]:
+    return (canonical.index(name), "") if name in canonical else (len(canonical), name)
+
+
+def order_methods(methods) -> list[str]:
+    """Model-based methods in the paper's order, then the model-free controls."""
+    unique = list(dict.fromkeys(methods))
+    model_based = sorted((m for m in unique if not is_control(m)), key=lambda m: _rank(m, CANONICAL_ORDER))
+    controls = sorted((m for m in unique if is_control(m)), key=lambda m: _rank(m, CONTROL_ORDER))
+    return model_based + controls
+
+
+def method_colour(method: str) -> str:
+    """A fixed colour per method name (controls in greys), the same in every figure."""
+    if method in CANONICAL_ORDER:
+        return _METHOD_COLOURS[CANONICAL_ORDER.index(method)]
+    if method in CONTROL_ORDER:
+        return _CONTROL_COLOURS[CONTROL_ORDER.index(method)]
+    spare = _CONTROL_COLOURS[len(CONTROL_ORDER):] if is_control(method) else _METHOD_COLOURS[len(CANONICAL_ORDER):]
+    return spare[zlib.crc32(method.encode()) % len(spare)]
+
+
+def method_label(method: str, width: int | None = None) -> str:
+    """Human-readable method name, optionally wrapped to ``width`` characters per line."""
+    label = LABELS.get(method, method.replace("_", " "))
+    return textwrap.fill(label, width, break_on_hyphens=False) if width else label
+
+
+def metric_label(metric: str, width: int | None = None) -> str:
+    label = METRIC_LABELS.get(metric, metric.replace("_", " "))
+    return textwrap.fill(label, width, break_on_hyphens=False) if width else label
+
+
+def order_metrics(metrics) -> list[str]:
+    unique = list(dict.fromkeys(metrics))
+    return sorted(unique, key=lambda m: _rank(m, METRIC_ORDER))
+
+
+def display_map(attribution: np.ndarray, signed: bool = False) -> np.ndarray | None:
+    """A (C, H, W) map as one (H, W) panel, normalized per panel as in the paper's figures.
+
+    Absolute: sum of |map| over channels divided by its max, in [0, 1]. Signed: channel sum
+    divided by its largest magnitude, in [-1, 1]. None where the map is missing (non-finite),
+    e.g. a method that does not apply to the model; an all-zero map stays zero.
+    """
+    if not np.all(np.isfinite(attribution)):
+        return None
+    panel = attribution.sum(axis=0) if signed else np.abs(attribution).sum(axis=0)
+    scale = np.abs(panel).max()
+    return panel / scale if scale > 0 else np.zeros_like(panel)
+
+
+def display_image(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """A (C, H, W) image in [0, 1] as an imshow array and colormap (grey for one channel)."""
+    if image.shape[0] == 1:
+        return image[0], "gray"
+    return np.clip(np.transpose(image[:3], (1, 2, 0)), 0.0, 1.0), None
