@@ -31,7 +31,9 @@ class SanityModel(nn.Module):
 
     arch: str = ""
     block_names: tuple[str, ...] = ()
-    gradcam_layer: nn.Module | None = None
+    # Set in __init__, never as a class default: nn.Module keeps submodules in _modules, so a
+    # class-level None would shadow an assigned layer (getattr finds the class attribute first).
+    gradcam_layer: nn.Module | None
 
     def block(self, name: str) -> nn.Module:
         if name not in self.block_names:
@@ -103,6 +105,7 @@ class MnistMLP(SanityModel):
         self.fc3 = nn.Linear(1500, 500)
         self.relu3 = nn.ReLU()
         self.logits = nn.Linear(500, num_classes)
+        self.gradcam_layer = None
         self.reset_parameters()
 
     def init_block(self, name: str, generator: torch.Generator | None = None) -> None:

@@ -1,0 +1,278 @@
+"""Defining properties of each explanation method, checked on the shipped models."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from captum.attr import DeepLift, IntegratedGradients
+
+from saliency_sanity.methods import get_method
+from saliency_sanity.methods.smoothing import relative_sigma, smooth
+from saliency_sanity.models import MnistCNN
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def target_logit(model, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).gather(1, target.view(-1, 1)).squeeze(1)
+
+
+def completeness_gaps(attributions: torch.Tensor, model, x, baseline, target) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image: |sum of attributions - (f(x) - f(x'))| and |f(x) - f(x')|."""
+    delta = target_logit(model, x, target) - target_logit(model, baseline, target)
+    return (attributions.flatten(1).sum(1) - delta).abs(), delta.abs()
+
+
+def completeness_error(attributions: torch.Tensor, model, x, baseline, target) -> torch.Tensor:
+    """Completeness gap relative to |f(x) - f(x')|, per image."""
+    gap, delta = completeness_gaps(attributions, model, x, baseline, target)
+    return gap / delta
+
+
+# Integrated Gradients ----------------------------------------------------------------------
+
+
+def test_ig_completeness_within_one_percent_at_300_steps(model, images, predicted):
+    ig = get_method("integrated_gradients")(model, images, predicted, steps=300)
+    assert completeness_error(ig, model, images, torch.zeros_like(images), predicted).max() < 1e-2
+
+
+def test_ig_completeness_error_shrinks_as_steps_grow(model, images, predicted):
+    # A grey baseline: with zeros the (bias-free) MLP is positively homogeneous and IG is exact
+    # at any step count. ReLU kinks make the error oscillate at small step counts, so the steps
+    # grow by factors of 4 or more, and the error is pooled over images (sum of gaps / sum of |delta|).
+    baseline = torch.full_like(images, 0.5)
+    errors = []
+    for steps in (4, 64, 256):
+        ig = get_method("integrated_gradients")(model, images, predicted, baseline=baseline, steps=steps)
+        gap, delta = completeness_gaps(ig, model, images, baseline, predicted)
+        errors.append((gap.sum() / delta.sum()).item())
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.02
+
+
+@pytest.mark.parametrize(("rule", "captum_method"), [("right", "riemann_right"), ("midpoint", "riemann_middle")])
+def test_ig_agrees_with_captum(rule, captum_method, model, images, predicted):
+    baseline = torch.rand(images.shape, generator=seeded(3))
+    ours = get_method("integrated_gradients")(
+        model, images, predicted, baseline=baseline, steps=8, rule=rule, batch_size=7
+    )
+    theirs = IntegratedGradients(model).attribute(
+        images, baselines=baseline, target=predicted, n_steps=8, method=captum_method
+    )
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6 * theirs.abs().max().item())
+
+
+def test_ig_rejects_an_unknown_rule_and_a_mismatched_baseline(shipped_models, images):
+    ig, cnn, target = get_method("integrated_gradients"), shipped_models["cnn"], torch.zeros(3, dtype=torch.long)
+    with pytest.raises(ValueError, match="Riemann rule"):
+        ig(cnn, images, target, rule="left")
+    with pytest.raises(ValueError, match="broadcast"):
+        ig(cnn, images, target, baseline=torch.zeros(2, 1, 28, 28))
+
+
+def test_a_shared_baseline_broadcasts_to_every_image(shipped_models, images):
+    cnn, target = shipped_models["cnn"], torch.tensor([1, 2, 3])
+    grey = torch.full((1, 28, 28), 0.3)
+    shared = get_method("integrated_gradients")(cnn, images, target, baseline=grey, steps=4)
+    per_image = get_method("integrated_gradients")(cnn, images, target, baseline=grey.expand(3, 1, 28, 28), steps=4)
+    assert torch.equal(shared, per_image)
+
+
+# DeepLIFT ----------------------------------------------------------------------------------
+
+
+def test_deeplift_summation_to_delta(model, images, predicted):
+    contributions = get_method("deeplift_rescale")(model, images, predicted)
+    assert completeness_error(contributions, model, images, torch.zeros_like(images), predicted).max() < 1e-4
+
+
+def test_deeplift_summation_to_delta_is_exact_in_float64_for_any_baseline(model, images, predicted):
+    model64, x = copy.deepcopy(model).double(), images.double()
+    baseline = torch.rand(x.shape, generator=seeded(4), dtype=torch.float64)
+    contributions = get_method("deeplift_rescale")(model64, x, predicted, baseline=baseline)
+    assert completeness_error(contributions, model64, x, baseline, predicted).max() < 1e-10
+
+
+@pytest.mark.filterwarnings("ignore:.*hooks:UserWarning")
+def test_deeplift_agrees_with_captum_where_captum_is_correct(shipped_models, images):
+    # Captum 0.9 is right when no nonlinearity feeds another one directly (the MLP), wrong on
+    # ReLU -> MaxPool (the CNN; captum issue #1104), which is why the method is implemented here.
+    mlp, target = shipped_models["mlp"], torch.tensor([4, 5, 6])
+    baseline = torch.rand(images.shape, generator=seeded(5))
+    ours = get_method("deeplift_rescale")(mlp, images, target, baseline=baseline)
+    theirs = DeepLift(mlp).attribute(images.clone().requires_grad_(), baselines=baseline, target=target)
+    torch.testing.assert_close(ours, theirs.detach(), rtol=1e-4, atol=1e-6 * theirs.abs().max().item())
+
+
+def test_deeplift_differs_from_gradient_x_input_on_the_cnn(shipped_models, images):
+    cnn, target = shipped_models["cnn"], torch.tensor([1, 2, 3])
+    deeplift = get_method("deeplift_rescale")(cnn, images, target)
+    assert not torch.allclose(deeplift, get_method("gradient_x_input")(cnn, images, target), atol=1e-4)
+
+
+# Gradient family ---------------------------------------------------------------------------
+
+
+def test_gradient_x_input_is_exactly_gradient_times_input(model, images, predicted):
+    gradient = get_method("gradient")(model, images, predicted)
+    assert torch.equal(get_method("gradient_x_input")(model, images, predicted), gradient * images)
+
+
+def test_gradient_matches_a_finite_difference(shipped_models, images):
+    cnn, target = copy.deepcopy(shipped_models["cnn"]).double(), torch.tensor([2, 2, 2])
+    x = images.double()
+    gradient = get_method("gradient")(cnn, x, target)
+    pixel = (0, 0, 14, 15)
+    step = torch.zeros_like(x)
+    step[pixel] = 1e-6
+    numeric = (target_logit(cnn, x + step, target) - target_logit(cnn, x - step, target))[0] / 2e-6
+    assert numeric.item() == pytest.approx(gradient[pixel].item(), rel=1e-5)
+
+
+# Smoothing ---------------------------------------------------------------------------------
+
+
+def test_smoothgrad_with_vanishing_noise_is_the_gradient(model):
+    # Inputs without constant patches: on MNIST's flat background the CNN's max-pools have exact
+    # ties, where the gradient jumps and any noise, however small, reroutes it.
+    x = torch.rand(3, 1, 28, 28, generator=seeded(6))
+    target = torch.tensor([0, 1, 2])
+    smoothed = get_method("smoothgrad")(model, x, target, n_samples=3, noise_level=1e-8, generator=seeded())
+    gradient = get_method("gradient")(model, x, target)
+    torch.testing.assert_close(smoothed, gradient, rtol=1e-4, atol=1e-6 * gradient.abs().max().item())
+
+
+def test_ig_smoothgrad_with_vanishing_noise_is_ig(model):
+    x = torch.rand(3, 1, 28, 28, generator=seeded(6))
+    target = torch.tensor([0, 1, 2])
+    smoothed = get_method("ig_smoothgrad")(model, x, target, n_samples=2, noise_level=1e-8, steps=5, generator=seeded())
+    ig = get_method("integrated_gradients")(model, x, target, steps=5)
+    torch.testing.assert_close(smoothed, ig, rtol=1e-4, atol=1e-5 * ig.abs().max().item())
+
+
+def test_reductions_are_mean_mean_square_and_variance_of_the_same_samples(model, images, predicted):
+    n, level = 4, 0.15
+    maps = {
+        name: get_method(name)(model, images, predicted, n_samples=n, noise_level=level, generator=seeded(11))
+        for name in ("smoothgrad", "smoothgrad_squared", "vargrad")
+    }
+    # By hand: the same draws (each image's n copies in turn), their gradients, then the statistics.
+    generator, sigma = seeded(11), level * (images.amax(dim=(1, 2, 3)) - images.amin(dim=(1, 2, 3)))
+    samples = []
+    for image, s, t in zip(images, sigma, predicted):
+        noisy = image + s * torch.randn((n, *image.shape), generator=generator)
+        samples.append(get_method("gradient")(model, noisy, t.repeat(n)))
+    samples = torch.stack(samples)  # (B, n, C, H, W)
+    mean, mean_square = samples.mean(dim=1), (samples**2).mean(dim=1)
+    variance = ((samples - mean.unsqueeze(1)) ** 2).mean(dim=1)
+    for name, expected in (("smoothgrad", mean), ("smoothgrad_squared", mean_square), ("vargrad", variance)):
+        torch.testing.assert_close(maps[name], expected, rtol=1e-5, atol=1e-7 * expected.abs().max().item())
+    torch.testing.assert_close(
+        maps["vargrad"], maps["smoothgrad_squared"] - maps["smoothgrad"] ** 2, rtol=1e-3, atol=1e-6 * mean_square.max().item()
+    )
+
+
+def test_noise_is_relative_to_each_images_range():
+    x = torch.zeros(2, 1, 8, 8)
+    x[0, 0, 0, 0], x[1, 0, 0, 0] = 1.0, 10.0  # ranges 1 and 10
+    assert torch.equal(relative_sigma(x, 0.15), torch.tensor([0.15, 1.5]))
+
+    def identity(model, x, target, *, batch_size=None):
+        """Returns its input, so smoothing it exposes the noise."""
+        return x
+
+    variance = smooth(
+        identity, None, x, torch.zeros(2, dtype=torch.long), reduction="variance",
+        n_samples=4000, noise_level=0.15, generator=seeded(),
+    )
+    per_image_std = variance.flatten(1).mean(1).sqrt()
+    torch.testing.assert_close(per_image_std, torch.tensor([0.15, 1.5]), rtol=0.02, atol=0)
+
+
+def test_smoothing_rejects_bad_settings(shipped_models, images):
+    cnn, target = shipped_models["cnn"], torch.zeros(3, dtype=torch.long)
+    with pytest.raises(ValueError, match="n_samples"):
+        get_method("smoothgrad")(cnn, images, target, n_samples=0)
+    with pytest.raises(ValueError, match="reduction"):
+        smooth(get_method("gradient").fn, cnn, images, target, reduction="median", n_samples=2, noise_level=0.1)
+
+
+# Guided backprop, deconvnet, Grad-CAM ------------------------------------------------------
+
+
+def test_guided_backprop_differs_from_the_gradient(model, images, predicted):
+    guided = get_method("guided_backprop")(model, images, predicted)
+    gradient = get_method("gradient")(model, images, predicted)
+    assert not torch.allclose(guided, gradient, atol=1e-3 * gradient.abs().max().item())
+
+
+def test_guided_backprop_and_deconvnet_follow_their_relu_rules_on_a_one_hidden_layer_net(images):
+    # Closed forms for logit = w2 . relu(W1 x): gradient = W1^T (w2 * [h > 0]),
+    # guided backprop = W1^T relu(w2 * [h > 0]), deconvnet = W1^T relu(w2).
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    torch.nn.init.normal_(net[1].weight, generator=seeded(1))
+    x, target = images[:1], torch.tensor([1])
+    hidden = net[1](x.flatten(1))
+    upstream = net[3].weight[1] * (hidden[0] > 0)  # d logit / d hidden pre-activation
+    expected = (upstream.clamp(min=0) @ net[1].weight).view_as(x)
+    torch.testing.assert_close(get_method("guided_backprop")(net, x, target), expected.detach())
+    deconv_expected = (net[3].weight[1].clamp(min=0) @ net[1].weight).view_as(x)
+    torch.testing.assert_close(get_method("deconvnet")(net, x, target), deconv_expected.detach())
+
+
+def test_gradcam_is_in_unit_range_with_max_one_per_image(shipped_models, images):
+    cnn = shipped_models["cnn"]
+    with torch.no_grad():
+        predicted = cnn(images).argmax(dim=1)
+    cam = get_method("gradcam")(cnn, images, predicted)
+    assert cam.min() >= 0 and cam.max() <= 1
+    assert torch.equal(cam.flatten(1).amax(1), torch.ones(3))
+    # A class with only negative evidence has an all-zero Grad-CAM map, not a division by zero.
+    others = get_method("gradcam")(cnn, images, torch.tensor([0, 5, 9]))
+    assert set(others.flatten(1).amax(1).tolist()) <= {0.0, 1.0} and others.min() >= 0
+
+
+def test_gradcam_is_tiled_over_channels_and_guided_gradcam_is_the_product():
+    model = MnistCNN(in_channels=3).eval()
+    x, target = torch.rand(2, 3, 28, 28, generator=seeded(2)), torch.tensor([3, 4])
+    cam = get_method("gradcam")(model, x, target)
+    assert torch.equal(cam[:, 0], cam[:, 1]) and torch.equal(cam[:, 0], cam[:, 2])
+    guided = get_method("guided_backprop")(model, x, target)
+    assert torch.equal(get_method("guided_gradcam")(model, x, target), guided * cam)
+
+
+# Model-free controls -----------------------------------------------------------------------
+
+
+def vertical_step(width: int = 16, edge: int = 8) -> torch.Tensor:
+    x = torch.zeros(1, 1, width, width)
+    x[..., edge:] = 1.0
+    return x
+
+
+def test_sobel_of_a_vertical_step_is_nonzero_only_at_the_edge():
+    edges = get_method("sobel")(torch.nn.Identity(), vertical_step(), torch.zeros(1, dtype=torch.long))[0, 0]
+    columns_with_response = edges.abs().sum(dim=0).nonzero().flatten().tolist()
+    assert columns_with_response == [7, 8]  # the two columns either side of the step
+    assert (edges[:, 7:9] > 0).all()
+
+
+def test_canny_of_a_vertical_step_marks_the_edge_columns_only():
+    edges = get_method("canny")(torch.nn.Identity(), vertical_step(), torch.zeros(1, dtype=torch.long), sigma=1.0)[0, 0]
+    assert set(edges.unique().tolist()) == {0.0, 1.0}
+    assert set(edges.sum(dim=0).nonzero().flatten().tolist()) <= {7, 8}
+    assert edges.sum() > 0
+
+
+def test_random_noise_depends_on_the_seed_only(images):
+    noise = get_method("random_noise")
+    t = torch.zeros(3, dtype=torch.long)
+    first = noise(torch.nn.Identity(), images, t, generator=seeded(1))
+    assert torch.equal(first, noise(torch.nn.Identity(), images, t, generator=seeded(1)))
+    assert not torch.equal(first, noise(torch.nn.Identity(), images, t, generator=seeded(2)))
