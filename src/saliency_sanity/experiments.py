@@ -1,0 +1,343 @@
+"""The randomization tests: explain a model at every stage and compare each map with stage 0.
+
+One run = one checkpoint x one mode (``cascading``, ``independent`` or ``labels``). Per stage:
+the stage's model is built once, one forward pass gives the predictions (and so the targets),
+then every registered method that applies explains all images at once, and each map is
+compared with the stage-0 map of the same image and method on the four metrics of
+:mod:`saliency_sanity.similarity`. Outputs are the tidy CSV and the maps archive described in
+DESIGN.md (file contracts).
+
+Seeding: the randomized weights come from ``config['seed']`` (see :mod:`randomization`); a
+stochastic method gets a generator on the device seeded from ``(seed, stage_index, method)``, so
+a rerun reproduces every map and stage 0 is the same in every mode. Model-free deterministic
+methods (edge detectors) do not depend on the stage and are computed once and reused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+import saliency_sanity.methods  # noqa: F401  (importing the package registers every method)
+from saliency_sanity import similarity
+from saliency_sanity.data import load_split
+from saliency_sanity.methods.registry import Method, available_methods, get_method
+from saliency_sanity.models import SanityModel, load_checkpoint
+from saliency_sanity.randomization import ORIGINAL, RANDOMIZATIONS, Stage, derive_seed
+from saliency_sanity.runtime import resolve_device
+
+log = logging.getLogger(__name__)
+
+MODES = ("cascading", "independent", "labels")
+EXPLAIN = ("predicted", "true")
+RANDOM_LABELS_STAGE = "random_labels"
+CSV_COLUMNS = ["dataset", "model", "mode", "stage", "stage_index", "method", "metric", "image", "value"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parts of the resolved config a randomization test reads, checked up front."""
+
+    seed: int
+    n_images: int
+    explain: str
+    batch_size: int | None
+    method_params: dict[str, dict[str, Any]]
+    normalization: str | None
+    hog_pixels_per_cell: int
+    ssim_gaussian: bool
+
+    @classmethod
+    def from_config(cls, config: dict) -> Settings:
+        randomization = config.get("randomization") or {}
+        sim = config.get("similarity") or {}
+        explain = randomization.get("explain", "predicted")
+        if explain not in EXPLAIN:
+            raise ValueError(f"randomization.explain is {explain!r}; choose one of {EXPLAIN}")
+        n_images = int(randomization.get("n_images", 0))
+        if n_images < 1:
+            raise ValueError(f"randomization.n_images must be a positive integer, got {n_images}")
+        params = {name: dict(p or {}) for name, p in (config.get("methods") or {}).items()}
+        unknown = sorted(set(params) - set(available_methods()))
+        if unknown:
+            raise ValueError(
+                f"unknown method(s) {unknown} in the config's methods section; "
+                f"registered methods: {', '.join(available_methods())}"
+            )
+        return cls(
+            seed=int(config.get("seed", 0)),
+            n_images=n_images,
+            explain=explain,
+            batch_size=randomization.get("batch_size"),
+            method_params=params,
+            normalization=sim.get("normalization"),
+            hog_pixels_per_cell=int(sim.get("hog_pixels_per_cell", 7)),
+            ssim_gaussian=bool(sim.get("ssim_gaussian", True)),
+        )
+
+    def normalization_for(self, dataset: str) -> str:
+        """The config's choice, else the paper's: max for the MNIST family, percentile otherwise."""
+        return self.normalization or ("max" if "mnist" in dataset else "percentile")
+
+
+def read_record(model_path: Path) -> dict:
+    """The checkpoint's JSON record (dataset, arch, labels, ...), next to the .pt file."""
+    record_path = Path(model_path).with_suffix(".json")
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{record_path} (the record of {model_path}) does not exist; retrain the model to write it")
+    record = json.loads(record_path.read_text())
+    missing = [key for key in ("dataset", "arch") if key not in record]
+    if missing:
+        raise ValueError(f"{record_path} lacks the key(s) {missing}; retrain the model to rewrite it")
+    return record
+
+
+def _labels_stages(model: SanityModel, random_model: SanityModel) -> Iterator[Stage]:
+    yield 0, ORIGINAL, model
+    yield 1, RANDOM_LABELS_STAGE, random_model
+
+
+def _load_random_label_model(path: Path | None, record: dict, device: torch.device) -> SanityModel:
+    if path is None:
+        raise ValueError("mode 'labels' compares with a model trained on random labels: pass random_label_model_path")
+    other = read_record(path)
+    if (other["dataset"], other["arch"]) != (record["dataset"], record["arch"]):
+        raise ValueError(
+            f"the random-label model {path} is a {other['dataset']}/{other['arch']} model, "
+            f"but the true-label model is {record['dataset']}/{record['arch']}"
+        )
+    return load_checkpoint(path, device)
+
+
+def _stage_names(model: SanityModel, mode: str) -> list[str]:
+    return [ORIGINAL, RANDOM_LABELS_STAGE] if mode == "labels" else [ORIGINAL, *model.block_names]
+
+
+def _resolve_methods(model: SanityModel, settings: Settings) -> list[Method]:
+    """Registered methods in registry order, minus those that do not apply to this model."""
+    methods = []
+    for name in available_methods():
+        method = get_method(name)
+        if method.applies_to(model):
+            methods.append(method)
+        else:
+            log.info("skipping %s: it does not apply to %s (needs %s)", name, type(model).__name__, sorted(method.requires))
+    if not methods:
+        raise ValueError(f"no registered method applies to {type(model).__name__}")
+    return methods
+
+
+def _call_params(method: Method, settings: Settings, stage_index: int, device: torch.device) -> dict[str, Any]:
+    """The method's config params plus batch size, generator and baseline where it takes them."""
+    params = dict(settings.method_params.get(method.name, {}))
+    if "batch_size" in method.accepts():
+        params.setdefault("batch_size", settings.batch_size)
+    if method.stochastic:
+        seed = derive_seed(settings.seed, "stage", stage_index, "method", method.name)
+        params["generator"] = torch.Generator(device=device).manual_seed(seed)
+    if method.needs_baseline:
+        params.setdefault("baseline", None)  # the method's default: zeros in input space
+    return params
+
+
+def _forward(model: SanityModel, images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    """Argmax predictions, in chunks so the memory of the forward pass stays bounded."""
+    chunks = images.split(batch_size) if batch_size else (images,)
+    with torch.no_grad():
+        return torch.cat([model(chunk).argmax(dim=1) for chunk in chunks])
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _explain(
+    method: Method,
+    model: SanityModel,
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    params: dict[str, Any],
+    reusable: dict[str, np.ndarray],
+) -> np.ndarray:
+    """One method's maps for all images, on the CPU; model-free deterministic maps are computed once."""
+    if method.name in reusable:
+        return reusable[method.name]
+    maps = method(model, images, targets, **params)
+    _synchronize(images.device)
+    maps = maps.cpu().numpy()
+    if method.model_free and not method.stochastic:
+        reusable[method.name] = maps
+    return maps
+
+
+@dataclass
+class RunResult:
+    """Raw outputs of a run, gathered stage by stage."""
+
+    stages: list[str] = field(default_factory=list)
+    maps: list[list[np.ndarray]] = field(default_factory=list)  # [stage][method] (N, C, H, W)
+    targets: list[np.ndarray] = field(default_factory=list)
+    predictions: list[np.ndarray] = field(default_factory=list)
+    scores: list[dict[str, dict[str, list[float]]]] = field(default_factory=list)  # [stage][method][metric]
+
+
+def _explain_stages(
+    stages: Iterator[Stage],
+    methods: list[Method],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    settings: Settings,
+    normalization: str,
+    progress: tqdm,
+) -> RunResult:
+    device = images.device
+    result = RunResult()
+    reference: dict[str, similarity.PreparedMaps] = {}
+    reusable: dict[str, np.ndarray] = {}  # model-free deterministic maps: the same at every stage
+    seconds: dict[str, float] = defaultdict(float)
+    for index, name, model in stages:
+        predictions = _forward(model, images, settings.batch_size)
+        targets = predictions if settings.explain == "predicted" else labels
+        stage_maps, stage_scores = [], {}
+        for method in methods:
+            progress.set_postfix_str(f"{name}: {method.name}")
+            start = time.perf_counter()
+            maps = _explain(method, model, images, targets, _call_params(method, settings, index, device), reusable)
+            elapsed = time.perf_counter() - start
+            seconds[method.name] += elapsed
+            log.debug("stage %d %s, %s: %.3f s", index, name, method.name, elapsed)
+            prepared = similarity.prepare(
+                maps, normalization=normalization, hog_pixels_per_cell=settings.hog_pixels_per_cell
+            )
+            reference.setdefault(method.name, prepared)
+            stage_scores[method.name] = similarity.compare(
+                reference[method.name], prepared, ssim_gaussian=settings.ssim_gaussian
+            )
+            stage_maps.append(maps)
+            progress.update()
+        result.stages.append(name)
+        result.maps.append(stage_maps)
+        result.targets.append(targets.cpu().numpy())
+        result.predictions.append(predictions.cpu().numpy())
+        result.scores.append(stage_scores)
+        del model  # free the stage's model before the next one is built
+    for method in methods:
+        log.info("%s: %.2f s over %d stages", method.name, seconds[method.name], len(result.stages))
+    return result
+
+
+def _table(result: RunResult, methods: list[Method], image_ids: np.ndarray, identity: dict[str, str]) -> pd.DataFrame:
+    """The tidy table: one row per (stage, method, metric, image), columns CSV_COLUMNS."""
+    columns: dict[str, list] = {column: [] for column in CSV_COLUMNS}
+    n = len(image_ids)
+    for stage_index, (stage, scores) in enumerate(zip(result.stages, result.scores)):
+        for method in methods:
+            for metric in similarity.METRICS:
+                columns["stage"] += [stage] * n
+                columns["stage_index"] += [stage_index] * n
+                columns["method"] += [method.name] * n
+                columns["metric"] += [metric] * n
+                columns["image"] += image_ids.tolist()
+                columns["value"] += scores[method.name][metric]
+    rows = len(columns["value"])
+    for key, value in identity.items():
+        columns[key] = [value] * rows
+    return pd.DataFrame(columns, columns=CSV_COLUMNS)
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write through a temporary file in the target folder, then rename: no partial outputs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _write_maps(path: Path, result: RunResult, methods: list[Method], images: torch.Tensor,
+                labels: torch.Tensor, identity: dict[str, str]) -> None:
+    maps = np.stack([np.stack(stage_maps) for stage_maps in result.maps], axis=1).astype(np.float32)
+    arrays = {
+        "images": images.cpu().numpy().astype(np.float32),
+        "labels": labels.cpu().numpy().astype(np.int64),
+        "methods": np.array([m.name for m in methods], dtype=str),
+        "stages": np.array(result.stages, dtype=str),
+        "maps": maps,
+        "targets": np.stack(result.targets).astype(np.int64),
+        "predictions": np.stack(result.predictions).astype(np.int64),
+        **{key: np.array(value, dtype=str) for key, value in identity.items()},
+    }
+    _atomic_write(path, lambda handle: np.savez(handle, **arrays))
+
+
+def run_randomization_test(
+    model_path: str | os.PathLike,
+    mode: str,
+    config: dict,
+    out_csv: str | os.PathLike,
+    out_maps: str | os.PathLike,
+    *,
+    random_label_model_path: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Run one randomization test and write its tidy CSV and maps archive; returns the table.
+
+    ``data_dir`` defaults to the config's ``data_dir``. ``device`` is resolved with
+    :func:`saliency_sanity.runtime.resolve_device` (the CLI passes the config's ``device``).
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown randomization mode {mode!r}; choose one of {MODES}")
+    settings = Settings.from_config(config)
+    model_path = Path(model_path)
+    record = read_record(model_path)
+    dataset = record["dataset"]
+    torch_device = resolve_device(device)
+    model = load_checkpoint(model_path, torch_device)
+    if mode == "labels":
+        random_model = _load_random_label_model(
+            Path(random_label_model_path) if random_label_model_path else None, record, torch_device
+        )
+        stages = _labels_stages(model, random_model)
+    else:
+        stages = RANDOMIZATIONS[mode](model, settings.seed)
+
+    all_images, all_labels = load_split(dataset, data_dir or config.get("data_dir", "data"), "test")
+    if len(all_images) < settings.n_images:
+        raise ValueError(
+            f"randomization.n_images is {settings.n_images} but the {dataset} test split has {len(all_images)} images"
+        )
+    images = all_images[: settings.n_images].to(torch_device)
+    labels = all_labels[: settings.n_images].to(torch_device)
+    methods = _resolve_methods(model, settings)
+    identity = {"dataset": dataset, "model": model_path.stem, "mode": mode}
+    normalization = settings.normalization_for(dataset)
+    log.info("%s %s: %d images, %d methods, %s normalization, device %s",
+             model_path.stem, mode, len(images), len(methods), normalization, torch_device)
+
+    total = len(_stage_names(model, mode)) * len(methods)
+    with tqdm(total=total, desc=f"{model_path.stem} {mode}", unit="map") as progress:
+        result = _explain_stages(stages, methods, images, labels, settings, normalization, progress)
+
+    table = _table(result, methods, np.arange(len(images)), identity)
+    _atomic_write(Path(out_csv), lambda handle: handle.write(table.to_csv(index=False).encode()))
+    _write_maps(Path(out_maps), result, methods, images, labels, identity)
+    return table

@@ -1,0 +1,69 @@
+"""Model parameter randomization: cascading (top-down, cumulative) and independent (one block).
+
+Both generators yield ``(stage_index, stage_name, model_at_stage)``: stage 0 is ``"original"``
+(an untouched copy of the trained model), then one stage per block of ``model.block_names``
+(logits first, down to the input). Every yielded model is its own copy on the caller's model's
+device, so the caller may keep or modify it; the caller's model is never modified.
+
+Randomness: block ``name`` is always re-initialized with a CPU generator seeded from
+``(seed, name)`` alone (:func:`block_generator`), on a CPU copy of the model, then moved to the
+model's device. Hence the same seed gives the same randomized weights on any device, and a
+block gets the *same* random draw in cascading and independent mode (stage k of both differs
+only in whether the blocks above it are randomized too).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Iterator
+
+import torch
+
+from saliency_sanity.models import SanityModel
+
+Stage = tuple[int, str, SanityModel]
+ORIGINAL = "original"
+
+
+def derive_seed(seed: int, *keys: object) -> int:
+    """A 63-bit seed from a base seed and keys, stable across runs and platforms (unlike hash())."""
+    text = "/".join(str(part) for part in (seed, *keys))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def block_generator(seed: int, block: str) -> torch.Generator:
+    """The CPU generator that re-initializes ``block`` for ``seed`` (same in both modes)."""
+    return torch.Generator().manual_seed(derive_seed(seed, "block", block))
+
+
+def _device(model: SanityModel) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _cpu_copy(model: SanityModel) -> SanityModel:
+    return copy.deepcopy(model).cpu()
+
+
+def cascading(model: SanityModel, seed: int) -> Iterator[Stage]:
+    """Original, then blocks re-initialized cumulatively from the logits down to the input."""
+    device = _device(model)
+    yield 0, ORIGINAL, copy.deepcopy(model)
+    randomized = _cpu_copy(model)
+    for index, name in enumerate(model.block_names, start=1):
+        randomized.init_block(name, block_generator(seed, name))
+        yield index, name, copy.deepcopy(randomized).to(device)
+
+
+def independent(model: SanityModel, seed: int) -> Iterator[Stage]:
+    """Original, then for each block the trained model with only that block re-initialized."""
+    device = _device(model)
+    yield 0, ORIGINAL, copy.deepcopy(model)
+    trained = _cpu_copy(model)
+    for index, name in enumerate(model.block_names, start=1):
+        randomized = copy.deepcopy(trained)
+        randomized.init_block(name, block_generator(seed, name))
+        yield index, name, randomized.to(device)
+
+
+RANDOMIZATIONS = {"cascading": cascading, "independent": independent}

@@ -1,0 +1,245 @@
+"""The paper's normalizations of saliency maps and the metrics that compare two maps.
+
+Normalizations (``normalization`` argument), applied to one map of shape (C, H, W):
+
+- ``"max"`` (MNIST style): absolute map ``a = sum_c |m_c|`` divided by its maximum, so it lies
+  in [0, 1] with max exactly 1; signed map ``s = sum_c m_c`` divided by ``max |s|``, in [-1, 1].
+  No clipping.
+- ``"percentile"`` (ImageNet style): absolute map ``a / P99(a)`` clipped to [0, 1]; signed map
+  ``clip(s / P99(|s|), -1, 1)``: the span is the 99th percentile of the signed map's
+  magnitude, so the top 1 % of magnitudes saturate at +-1 and the sign is kept. (Visualizations
+  that map the span onto [0, 1] as ``(s + span) / (2 span)`` are an increasing affine map of
+  ours: the Spearman correlations are the same.)
+
+Degenerate scales: a map whose scale (max, or 99th percentile) is 0 is all zeros (or, for the
+percentile, more than 99 % zeros). An all-zero map stays all zeros. When only the percentile is
+0, the scale falls back to the maximum, so the few non-zero pixels keep their ranks instead of
+all saturating.
+
+Metrics (between the maps of one image): ``spearman_abs`` and ``spearman_signed`` (Spearman rank
+correlation of the flattened normalized maps, average ranks for ties, as
+``scipy.stats.spearmanr``), ``ssim`` (scikit-image's SSIM of the [0, 1] absolute maps, Gaussian
+weights, data_range 1) and ``hog`` (Spearman correlation of the scikit-image HOG feature vectors
+of the absolute maps).
+
+Constant inputs: Spearman's correlation is undefined when a ranking is constant (zero
+variance). We define it as 1.0 when both are constant (identical, all-tied rankings) and 0.0
+when exactly one is (no rank information shared), so an all-zero map from a dead model scores
+as uncorrelated instead of NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from skimage.feature import hog as skimage_hog
+from skimage.metrics import structural_similarity
+
+METRICS = ("spearman_abs", "spearman_signed", "ssim", "hog")
+NORMALIZATIONS = ("max", "percentile")
+PERCENTILE = 99.0
+HOG_ORIENTATIONS = 9
+HOG_CELLS_PER_BLOCK = 3  # scikit-image's default; reduced when the map has fewer cells
+SSIM_DEFAULT_WINDOW = {True: 11, False: 7}  # scikit-image's windows (Gaussian sigma 1.5: 11 taps)
+
+MapsLike = np.ndarray | torch.Tensor
+
+
+def _as_batch(maps: MapsLike) -> np.ndarray:
+    """(N, C, H, W) float64 from a tensor or array of maps; a single (C, H, W) map becomes N = 1."""
+    if isinstance(maps, torch.Tensor):
+        maps = maps.detach().cpu().numpy()
+    maps = np.asarray(maps, dtype=np.float64)
+    if maps.ndim == 3:
+        maps = maps[None]
+    if maps.ndim != 4:
+        raise ValueError(f"expected maps of shape (N, C, H, W) or (C, H, W), got {maps.shape}")
+    return maps
+
+
+def _single(map_: MapsLike) -> MapsLike:
+    """One image's map (C, H, W); a batch here would silently compare only its first image."""
+    if map_.ndim != 3:
+        raise ValueError(f"expected one map of shape (C, H, W), got {tuple(map_.shape)}; use prepare/compare for batches")
+    return map_
+
+
+def _check_normalization(normalization: str) -> None:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; choose one of {NORMALIZATIONS}")
+
+
+def _scale(values: np.ndarray, normalization: str) -> np.ndarray:
+    """Per-map scale (N, 1, 1) of non-negative maps (N, H, W): max or 99th percentile (see module doc)."""
+    peak = values.max(axis=(1, 2))
+    if normalization == "max":
+        scale = peak
+    else:
+        scale = np.percentile(values, PERCENTILE, axis=(1, 2))
+        scale = np.where(scale > 0, scale, peak)
+    return np.where(scale > 0, scale, 1.0)[:, None, None]  # all-zero maps stay zero
+
+
+def normalize_absolute(maps: MapsLike, normalization: str = "max") -> np.ndarray:
+    """Absolute maps (N, H, W) in [0, 1]: channel sum of |m| over its max or its clipped P99."""
+    _check_normalization(normalization)
+    absolute = np.abs(_as_batch(maps)).sum(axis=1)
+    return np.clip(absolute / _scale(absolute, normalization), 0.0, 1.0)
+
+
+def normalize_signed(maps: MapsLike, normalization: str = "max") -> np.ndarray:
+    """Signed maps (N, H, W) in [-1, 1]: channel sum over its max magnitude or its clipped P99 span."""
+    _check_normalization(normalization)
+    signed = _as_batch(maps).sum(axis=1)
+    return np.clip(signed / _scale(np.abs(signed), normalization), -1.0, 1.0)
+
+
+def hog_features(absolute: np.ndarray, pixels_per_cell: int) -> np.ndarray:
+    """HOG feature vectors (N, F) of absolute maps (N, H, W)."""
+    height, width = absolute.shape[1:]
+    if not 1 <= pixels_per_cell <= min(height, width):
+        raise ValueError(
+            f"hog_pixels_per_cell={pixels_per_cell} does not fit {height}x{width} maps "
+            f"(config key similarity.hog_pixels_per_cell): use 1..{min(height, width)}"
+        )
+    block = min(HOG_CELLS_PER_BLOCK, min(height, width) // pixels_per_cell)
+    return np.stack([
+        skimage_hog(
+            image, orientations=HOG_ORIENTATIONS, pixels_per_cell=(pixels_per_cell, pixels_per_cell),
+            cells_per_block=(block, block), feature_vector=True,
+        )
+        for image in absolute
+    ])
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Centred, unit-norm average ranks per row, so a Spearman correlation is a dot product.
+
+    ``constant`` marks rows whose values are all equal (zero norm: correlation undefined).
+    """
+
+    unit: np.ndarray  # (N, D)
+    constant: np.ndarray  # (N,) bool
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Ranks:
+        ranks = rankdata(values.reshape(len(values), -1), axis=1)
+        centred = ranks - ranks.mean(axis=1, keepdims=True)
+        norm = np.linalg.norm(centred, axis=1)
+        constant = norm == 0
+        return cls(centred / np.where(constant, 1.0, norm)[:, None], constant)
+
+
+def rank_correlation(a: Ranks, b: Ranks) -> np.ndarray:
+    """Spearman correlation per row, with the constant-map rule of the module docstring."""
+    rho = np.clip(np.einsum("nd,nd->n", a.unit, b.unit), -1.0, 1.0)
+    rho = np.where(a.constant | b.constant, 0.0, rho)
+    return np.where(a.constant & b.constant, 1.0, rho)
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row pair of two (N, ...) arrays (flattened per row)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim < 2:
+        raise ValueError(f"expected two (N, ...) arrays of one shape, got {a.shape} and {b.shape}")
+    return rank_correlation(Ranks.of(a), Ranks.of(b))
+
+
+@dataclass(frozen=True)
+class PreparedMaps:
+    """Everything the metrics need from a batch of maps, computed once per batch.
+
+    The reference (stage 0) maps are prepared once and compared with every stage.
+    """
+
+    absolute: np.ndarray  # (N, H, W) normalized absolute maps in [0, 1]
+    abs_ranks: Ranks
+    signed_ranks: Ranks
+    hog_ranks: Ranks
+
+
+def prepare(maps: MapsLike, *, normalization: str = "max", hog_pixels_per_cell: int = 7) -> PreparedMaps:
+    """Normalize a batch of raw maps (N, C, H, W) and precompute their ranks and HOG features."""
+    absolute = normalize_absolute(maps, normalization)
+    return PreparedMaps(
+        absolute=absolute,
+        abs_ranks=Ranks.of(absolute),
+        signed_ranks=Ranks.of(normalize_signed(maps, normalization)),
+        hog_ranks=Ranks.of(hog_features(absolute, hog_pixels_per_cell)),
+    )
+
+
+def _ssim_window(height: int, width: int, gaussian: bool) -> int | None:
+    """scikit-image's window where it fits; otherwise the largest odd size that does."""
+    side = min(height, width)
+    if side >= SSIM_DEFAULT_WINDOW[gaussian]:
+        return None
+    if side < 3:
+        raise ValueError(f"SSIM needs maps of at least 3x3 pixels, got {height}x{width}")
+    return side if side % 2 else side - 1
+
+
+def ssim_batch(a: np.ndarray, b: np.ndarray, *, gaussian: bool = True) -> np.ndarray:
+    """SSIM per image of two batches (N, H, W) of [0, 1] maps."""
+    window = _ssim_window(*a.shape[1:], gaussian)
+    return np.array([
+        structural_similarity(x, y, data_range=1.0, gaussian_weights=gaussian, win_size=window)
+        for x, y in zip(a, b)
+    ])
+
+
+def compare(reference: PreparedMaps, other: PreparedMaps, *, ssim_gaussian: bool = True) -> dict[str, list[float]]:
+    """All four metrics per image between two prepared batches of the same images."""
+    if reference.absolute.shape != other.absolute.shape:
+        raise ValueError(f"cannot compare maps of shapes {reference.absolute.shape} and {other.absolute.shape}")
+    return {
+        "spearman_abs": rank_correlation(reference.abs_ranks, other.abs_ranks).tolist(),
+        "spearman_signed": rank_correlation(reference.signed_ranks, other.signed_ranks).tolist(),
+        "ssim": ssim_batch(reference.absolute, other.absolute, gaussian=ssim_gaussian).tolist(),
+        "hog": rank_correlation(reference.hog_ranks, other.hog_ranks).tolist(),
+    }
+
+
+def similarity(
+    map_a: MapsLike,
+    map_b: MapsLike,
+    *,
+    normalization: str = "max",
+    hog_pixels_per_cell: int = 7,
+    ssim_gaussian: bool = True,
+) -> dict[str, float]:
+    """All four metrics between two raw maps (C, H, W) of one image."""
+    map_a, map_b = _single(map_a), _single(map_b)
+    settings = {"normalization": normalization, "hog_pixels_per_cell": hog_pixels_per_cell}
+    scores = compare(prepare(map_a, **settings), prepare(map_b, **settings), ssim_gaussian=ssim_gaussian)
+    return {metric: values[0] for metric, values in scores.items()}
+
+
+def spearman_abs(map_a: MapsLike, map_b: MapsLike, normalization: str = "max") -> float:
+    """Spearman correlation of the normalized absolute maps of one image."""
+    map_a, map_b = _single(map_a), _single(map_b)
+    return float(spearman(normalize_absolute(map_a, normalization), normalize_absolute(map_b, normalization))[0])
+
+
+def spearman_signed(map_a: MapsLike, map_b: MapsLike, normalization: str = "max") -> float:
+    """Spearman correlation of the normalized signed maps of one image."""
+    map_a, map_b = _single(map_a), _single(map_b)
+    return float(spearman(normalize_signed(map_a, normalization), normalize_signed(map_b, normalization))[0])
+
+
+def ssim(map_a: MapsLike, map_b: MapsLike, normalization: str = "max", gaussian: bool = True) -> float:
+    """SSIM of the normalized absolute maps of one image (in [0, 1], data_range 1)."""
+    map_a, map_b = _single(map_a), _single(map_b)
+    a, b = normalize_absolute(map_a, normalization), normalize_absolute(map_b, normalization)
+    return float(ssim_batch(a, b, gaussian=gaussian)[0])
+
+
+def hog(map_a: MapsLike, map_b: MapsLike, normalization: str = "max", pixels_per_cell: int = 7) -> float:
+    """Spearman correlation of the HOG feature vectors of the normalized absolute maps of one image."""
+    map_a, map_b = _single(map_a), _single(map_b)
+    features = [hog_features(normalize_absolute(m, normalization), pixels_per_cell) for m in (map_a, map_b)]
+    return float(spearman(*features)[0])

@@ -1,0 +1,257 @@
+"""The randomization-test runner: file contracts, stage logic, seeding and error cases.
+
+Fast: the paper's models untrained, 3 fake test images, and a private registry of cheap
+methods (one that needs the model, a model-free control, a stochastic one, one the MLP lacks).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from saliency_sanity import experiments
+from saliency_sanity.methods import registry
+from saliency_sanity.models import build_model, save_checkpoint
+from saliency_sanity.similarity import METRICS
+
+N_IMAGES = 3
+LABELS = torch.tensor([3, 7, 1, 0, 9])
+METHODS = ["grad", "edges", "noise", "cam"]
+CALLS: list[tuple[str, dict]] = []
+REAL_METHODS = registry.METHODS  # the built-in methods, registered by importing experiments
+
+
+def _register_cheap_methods() -> None:
+    @registry.register("grad", needs_baseline=True)
+    def grad(model, x, target, *, batch_size=None, baseline=None, scale=1.0):
+        CALLS.append(("grad", {"batch_size": batch_size, "baseline": baseline, "scale": scale}))
+        x = x.clone().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(model(x).gather(1, target[:, None]).sum(), x)
+        return g * scale
+
+    @registry.register("edges", model_free=True)
+    def edges(model, x, target):
+        CALLS.append(("edges", {}))
+        return x - x.roll(1, dims=-1)
+
+    @registry.register("noise", model_free=True, stochastic=True)
+    def noise(model, x, target, *, generator=None):
+        return torch.randn(x.shape, generator=generator, device=x.device)
+
+    @registry.register("cam", requires=("gradcam_layer",))
+    def cam(model, x, target):
+        return x * target[:, None, None, None]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cheap_registry_and_fake_data():
+    """The four cheap methods in place of the registry, and a fake test split, for this module."""
+    images = torch.rand(len(LABELS), 1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+    def load_split(name, data_dir, split):
+        assert (name, split) == ("mnist", "test")
+        return images, LABELS
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(registry, "METHODS", {})
+        patch.setattr(experiments, "load_split", load_split)
+        _register_cheap_methods()
+        yield
+
+
+def _checkpoint(folder: Path, arch: str, labels: str = "true", seed: int = 0) -> Path:
+    name = f"mnist-{arch}" + ("-random-labels" if labels == "random" else "")
+    path = folder / f"{name}.pt"
+    save_checkpoint(build_model(arch, seed=seed), path, {"dataset": "mnist", "arch": arch, "labels": labels})
+    return path
+
+
+def _config(**randomization) -> dict:
+    return {
+        "seed": 0,
+        "data_dir": "unused",
+        "randomization": {"n_images": N_IMAGES, "explain": "predicted", "batch_size": 2, **randomization},
+        "methods": {"grad": {"scale": 2.0}, "edges": None},
+        "similarity": {"hog_pixels_per_cell": 7, "ssim_gaussian": True},
+    }
+
+
+def _run(tmp_path: Path, model: Path, mode: str = "cascading", config: dict | None = None, **kwargs):
+    out_csv, out_maps = tmp_path / f"out/{mode}.csv", tmp_path / f"out/{mode}.npz"
+    table = experiments.run_randomization_test(
+        model, mode, config or _config(), out_csv, out_maps, device="cpu", **kwargs
+    )
+    return table, out_csv, out_maps
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("models")
+    return {
+        "cnn": _checkpoint(folder, "cnn"),
+        "mlp": _checkpoint(folder, "mlp"),
+        "cnn-random": _checkpoint(folder, "cnn", "random", seed=1),
+    }
+
+
+@pytest.fixture(scope="module")
+def cascaded(tmp_path_factory, models):
+    """One cascading run on the CNN, shared by the tests that only read its outputs."""
+    CALLS.clear()
+    table, out_csv, out_maps = _run(tmp_path_factory.mktemp("cascading"), models["cnn"])
+    return table, out_csv, out_maps, list(CALLS)
+
+
+def test_csv_has_the_contract_columns_one_row_per_image_method_stage_metric(cascaded):
+    table, out_csv, _, _ = cascaded
+    csv = pd.read_csv(out_csv)
+    assert list(csv.columns) == experiments.CSV_COLUMNS
+    stages = ["original", "logits", "fc", "conv2", "conv1"]
+    assert len(csv) == N_IMAGES * len(METHODS) * len(stages) * len(METRICS)
+    assert csv.groupby(["stage", "stage_index", "method", "metric", "image"]).size().eq(1).all()
+    assert dict(zip(csv.stage_index, csv.stage)) == dict(enumerate(stages))
+    assert set(csv.method) == set(METHODS) and set(csv.metric) == set(METRICS)
+    assert set(csv.image) == set(range(N_IMAGES))
+    assert (csv.dataset == "mnist").all() and (csv.model == "mnist-cnn").all() and (csv["mode"] == "cascading").all()
+    pd.testing.assert_frame_equal(csv, table, check_dtype=False)
+
+
+def test_stage_zero_is_self_similar_and_randomization_changes_gradients(cascaded):
+    table = cascaded[0]
+    assert np.allclose(table[table.stage_index == 0].value, 1.0)
+    last = table[table.stage == "conv1"].set_index(["method", "metric", "image"]).value
+    assert np.allclose(last["edges"], 1.0)  # model-free and deterministic: the same at every stage
+    assert (last["grad"]["spearman_signed"] < 0.99).all()
+    assert (last["noise"]["spearman_signed"].abs() < 0.3).all()  # fresh noise each stage
+
+
+def test_maps_archive_keys_shapes_and_contents(cascaded):
+    out_maps = cascaded[2]
+    with np.load(out_maps) as archive:
+        data = {key: archive[key] for key in archive.files}
+    assert set(data) == {"images", "labels", "methods", "stages", "maps", "targets", "predictions",
+                         "dataset", "model", "mode"}
+    m, s = len(METHODS), 5
+    assert data["images"].shape == (N_IMAGES, 1, 28, 28) and data["images"].dtype == np.float32
+    assert data["labels"].tolist() == LABELS[:N_IMAGES].tolist() and data["labels"].dtype == np.int64
+    assert data["methods"].tolist() == METHODS
+    assert data["stages"].tolist() == ["original", "logits", "fc", "conv2", "conv1"]
+    assert data["maps"].shape == (m, s, N_IMAGES, 1, 28, 28) and data["maps"].dtype == np.float32
+    assert data["targets"].shape == data["predictions"].shape == (s, N_IMAGES)
+    assert data["targets"].dtype == data["predictions"].dtype == np.int64
+    assert (str(data["dataset"]), str(data["model"]), str(data["mode"])) == ("mnist", "mnist-cnn", "cascading")
+    assert data["dataset"].shape == ()
+    # stage 0 maps are the method's maps of the loaded model, with the config's params
+    model = build_model("cnn", seed=0).eval()
+    images = torch.from_numpy(data["images"])
+    expected = registry.get_method("grad")(model, images, torch.from_numpy(data["targets"][0]), scale=2.0)
+    np.testing.assert_allclose(data["maps"][0, 0], expected.numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_targets_are_each_stages_own_prediction_or_the_true_label(tmp_path, models, cascaded):
+    with np.load(cascaded[2]) as data:
+        targets, predictions, labels = data["targets"], data["predictions"], data["labels"]
+    np.testing.assert_array_equal(targets, predictions)
+    assert (targets != labels).any()  # an untrained model does not predict the true labels
+    assert len({tuple(row) for row in predictions}) > 1  # recomputed per stage
+    _, _, out_maps = _run(tmp_path, models["cnn"], config=_config(explain="true"))
+    with np.load(out_maps) as data:
+        np.testing.assert_array_equal(data["targets"], np.tile(labels, (5, 1)))
+
+
+def test_methods_get_config_params_batch_size_baseline_and_model_free_maps_are_reused(cascaded):
+    calls = cascaded[3]
+    grad_calls = [params for name, params in calls if name == "grad"]
+    assert grad_calls == [{"batch_size": 2, "baseline": None, "scale": 2.0}] * 5
+    assert [name for name, _ in calls].count("edges") == 1
+
+
+def test_two_runs_write_identical_files(tmp_path, models, cascaded):
+    _, csv_a, maps_a, _ = cascaded
+    _, csv_b, maps_b = _run(tmp_path, models["cnn"])
+    assert csv_a.read_bytes() == csv_b.read_bytes()
+    with np.load(maps_a) as a, np.load(maps_b) as b:
+        np.testing.assert_array_equal(a["maps"], b["maps"])
+        noise = a["maps"][METHODS.index("noise")]
+        assert not np.array_equal(noise[0], noise[1])  # a fresh draw per stage, but reproducible
+
+
+def test_independent_and_cascading_share_the_original_stage(tmp_path, models, cascaded):
+    single, _, maps_i = _run(tmp_path, models["cnn"], "independent")
+    with np.load(cascaded[2]) as c, np.load(maps_i) as i:
+        np.testing.assert_array_equal(c["maps"][:, :2], i["maps"][:, :2])  # original, logits: same models
+        assert not np.array_equal(c["maps"][0, 2], i["maps"][0, 2])  # fc: logits random or not
+    assert (single["mode"] == "independent").all()
+
+
+def test_labels_mode_needs_the_random_label_model_and_has_two_stages(tmp_path, models):
+    with pytest.raises(ValueError, match="random_label_model_path"):
+        _run(tmp_path, models["cnn"], "labels")
+    with pytest.raises(ValueError, match="mnist/mlp model"):
+        _run(tmp_path, models["cnn"], "labels", random_label_model_path=models["mlp"])
+    table, _, out_maps = _run(tmp_path, models["cnn"], "labels", random_label_model_path=models["cnn-random"])
+    assert dict(zip(table.stage_index, table.stage)) == {0: "original", 1: "random_labels"}
+    assert len(table) == N_IMAGES * len(METHODS) * 2 * len(METRICS)
+    with np.load(out_maps) as data:
+        assert data["stages"].tolist() == ["original", "random_labels"]
+        assert not np.array_equal(data["maps"][0, 0], data["maps"][0, 1])
+
+
+def test_unknown_method_in_config_is_an_error_listing_the_registered_ones(tmp_path, models):
+    config = _config()
+    config["methods"]["gradient_times_input"] = {}
+    with pytest.raises(ValueError, match=r"gradient_times_input.*registered methods: grad, edges, noise, cam"):
+        _run(tmp_path, models["cnn"], config=config)
+
+
+def test_a_method_that_does_not_apply_is_skipped(tmp_path, models, caplog):
+    with caplog.at_level("INFO", logger="saliency_sanity.experiments"):
+        table, _, out_maps = _run(tmp_path, models["mlp"])
+    assert "skipping cam" in caplog.text
+    assert "cam" not in set(table.method)
+    with np.load(out_maps) as data:
+        assert data["methods"].tolist() == ["grad", "edges", "noise"]
+        assert data["maps"].shape[:2] == (3, 5)
+
+
+def test_bad_mode_and_missing_record_are_clear_errors(tmp_path, models):
+    with pytest.raises(ValueError, match="unknown randomization mode 'shuffle'"):
+        _run(tmp_path, models["cnn"], "shuffle")
+    orphan = tmp_path / "orphan.pt"
+    orphan.write_bytes(models["cnn"].read_bytes())
+    with pytest.raises(FileNotFoundError, match="orphan.json"):
+        _run(tmp_path, orphan)
+
+
+def test_outputs_are_written_atomically(tmp_path, models, cascaded):
+    _, out_csv, out_maps, _ = cascaded
+    assert sorted(p.name for p in out_csv.parent.iterdir()) == sorted([out_csv.name, out_maps.name])
+    config = _config()
+    config["similarity"]["hog_pixels_per_cell"] = 99  # fails after the maps, before any write
+    with pytest.raises(ValueError, match="hog_pixels_per_cell"):
+        _run(tmp_path / "failed", models["cnn"], config=config)
+    assert not (tmp_path / "failed").exists()
+
+
+def test_real_registry_runs_every_applicable_method(tmp_path, models, monkeypatch):
+    """Every built-in method through the runner on the paper's CNN, with cheap params."""
+    monkeypatch.setattr(registry, "METHODS", REAL_METHODS)  # undone after this test
+    cheap = {"n_samples": 2, "noise_level": 0.15}
+    config = _config()
+    config["methods"] = {
+        "integrated_gradients": {"steps": 2}, "smoothgrad": cheap, "smoothgrad_squared": cheap,
+        "vargrad": cheap, "ig_smoothgrad": {**cheap, "steps": 2},
+    }
+    table, _, out_maps = _run(tmp_path, models["cnn"], "labels", config, random_label_model_path=models["cnn-random"])
+    names = registry.available_methods()
+    assert len(table) == N_IMAGES * len(names) * 2 * len(METRICS)
+    assert np.allclose(table[table.stage_index == 0].value, 1.0)
+    assert table.value.notna().all()
+    with np.load(out_maps) as data:
+        assert data["methods"].tolist() == names
+        assert np.isfinite(data["maps"]).all()
