@@ -81,6 +81,20 @@ def cmd_index(args: argparse.Namespace) -> None:
     log.info("wrote %s", write_index(args.out_dir))
 
 
+def cmd_record_config(args: argparse.Namespace) -> None:
+    import os
+
+    import yaml
+
+    from saliency_sanity.runtime import library_versions
+
+    record = {"config": args.settings, "library_versions": library_versions()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(record, sort_keys=False))
+    os.replace(tmp, args.out)
+
+
 def cmd_methods(args: argparse.Namespace) -> None:
     from saliency_sanity.methods import METHODS
 
@@ -144,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("index", cmd_index, "write figures/index.md from the figures' records")
     p.add_argument("--out-dir", type=Path, default=Path("figures"))
+
+    p = add("record-config", cmd_record_config, "write the resolved config and library versions of a run")
+    p.add_argument("--settings", type=_json_arg, required=True, help="the resolved config (JSON or @file)")
+    p.add_argument("--out", type=Path, required=True)
 
     add("methods", cmd_methods, "list the registered explanation methods")
 

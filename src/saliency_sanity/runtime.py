@@ -42,8 +42,8 @@ def library_versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "saliency_sanity": __version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torch": str(torch.__version__),  # TorchVersion: a str subclass YAML cannot represent
+        "torchvision": str(torchvision.__version__),
         "captum": captum.__version__,
         "numpy": np.__version__,
         "scipy": scipy.__version__,

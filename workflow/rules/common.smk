@@ -30,12 +30,5 @@ rule record_config:
         config=lambda w: json.dumps(config, sort_keys=True),
     log:
         "results/logs/record_config.log",
-    run:
-        import yaml
-        from saliency_sanity.runtime import library_versions
-
-        record = {"config": json.loads(params.config), "library_versions": library_versions()}
-        tmp = output[0] + ".tmp"
-        with open(tmp, "w") as fh:
-            yaml.safe_dump(record, fh, sort_keys=False)
-        os.replace(tmp, output[0])
+    shell:
+        "saliency-sanity record-config --settings {params.config:q} --out {output} > {log} 2>&1"
