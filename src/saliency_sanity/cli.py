@@ -15,6 +15,15 @@ from typing import Callable
 
 log = logging.getLogger("saliency_sanity")
 
+# Errors that name a bad input and its fix (bad config value, missing or corrupt file, unknown
+# method or figure); anything else is a bug and keeps its traceback.
+def _user_errors() -> tuple[type[Exception], ...]:
+    from saliency_sanity.data import DataError
+    from saliency_sanity.figures import UnknownFigureError
+    from saliency_sanity.methods import UnknownMethodError
+
+    return (ValueError, FileNotFoundError, DataError, UnknownMethodError, UnknownFigureError)
+
 
 def _json_arg(text: str) -> dict:
     """A JSON object given inline or as ``@path``."""
@@ -179,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     _set_threads(args.threads)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, OSError) as err:
+    except _user_errors() as err:  # a problem with the input, not a bug: one clear line, no traceback
         log.error("%s", err)
         return 1
     return 0
