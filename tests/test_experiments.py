@@ -159,7 +159,7 @@ def test_targets_are_each_stages_own_prediction_or_the_true_label(tmp_path, mode
     np.testing.assert_array_equal(targets, predictions)
     assert (targets != labels).any()  # an untrained model does not predict the true labels
     assert len({tuple(row) for row in predictions}) > 1  # recomputed per stage
-    _, _, out_maps = _run(tmp_path, models["cnn"], config=_config(explain="true"))
+    _, _, out_maps = _run(tmp_path, models["cnn"], config=_config(explain="true_label"))
     with np.load(out_maps) as data:
         np.testing.assert_array_equal(data["targets"], np.tile(labels, (5, 1)))
 

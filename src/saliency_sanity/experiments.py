@@ -41,7 +41,7 @@ from saliency_sanity.runtime import resolve_device
 log = logging.getLogger(__name__)
 
 MODES = ("cascading", "independent", "labels")
-EXPLAIN = ("predicted", "true")
+EXPLAIN = ("predicted", "true_label")
 RANDOM_LABELS_STAGE = "random_labels"
 CSV_COLUMNS = ["dataset", "model", "mode", "stage", "stage_index", "method", "metric", "image", "value"]
 

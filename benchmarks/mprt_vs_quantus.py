@@ -1,0 +1,541 @@
+"""Cascading randomization: this project's runner against Quantus' MPRT driving Captum.
+
+Both sides do the same work on the same trained model and images: explain the true label of
+the first ``--n-images`` test images with the same methods at the original model and after
+re-initializing the blocks logits, fc, conv2, conv1 cumulatively (top down), and compare each
+map with the original one by the Spearman rank correlation of the absolute maps. The randomized
+weights come from different random draws, so the two sides agree statistically, not exactly:
+the report gives, per (method, stage), the mean similarity of each side and their difference,
+their correlation across cells, each side's wall time (after one warm-up run) and the images
+each side sends through the network. See benchmarks/README.md.
+
+Run ``python benchmarks/mprt_vs_quantus.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+import warnings
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
+from torch import nn
+
+from saliency_sanity import experiments
+from saliency_sanity.config import REPO_ROOT, resolve_config
+from saliency_sanity.data import MIRROR_ENV, fetch_dataset, load_split
+from saliency_sanity.methods import registry
+from saliency_sanity.models import SanityModel, load_checkpoint
+from saliency_sanity.randomization import ORIGINAL
+from saliency_sanity.runtime import library_versions, resolve_device
+from saliency_sanity.training import train_model
+
+METRIC = "spearman_abs"
+DEFAULT_MODEL = REPO_ROOT / "results" / "models" / "mnist-cnn.pt"
+DEFAULT_OUT = REPO_ROOT / "results" / "benchmarks" / "mprt_vs_quantus.json"
+DEFAULT_MIRROR = REPO_ROOT.parent / "shared" / "data"
+QUANTUS_INITS = ("model", "torch")
+QUICK_STEPS = 200
+QUICK_BATCH = 50
+WARMUP_IMAGES = 2
+
+
+# --------------------------------------------------------------------------- the Captum side
+
+
+@dataclass(frozen=True)
+class CaptumSettings:
+    """Captum's parameters, set from the project config so both sides compute the same maps."""
+
+    ig_steps: int
+    smoothgrad_samples: int
+    smoothgrad_stdev: float  # absolute: noise_level x (max - min) of the input range
+    batch_size: int
+
+
+def _captum_gradient(model: nn.Module, x: torch.Tensor, t: torch.Tensor, s: CaptumSettings) -> torch.Tensor:
+    return Saliency(model).attribute(x, target=t, abs=False)
+
+
+def _captum_gradient_x_input(model: nn.Module, x: torch.Tensor, t: torch.Tensor, s: CaptumSettings) -> torch.Tensor:
+    return InputXGradient(model).attribute(x, target=t)
+
+
+def _captum_integrated_gradients(model: nn.Module, x: torch.Tensor, t: torch.Tensor, s: CaptumSettings) -> torch.Tensor:
+    return IntegratedGradients(model).attribute(
+        x, baselines=torch.zeros_like(x), target=t, n_steps=s.ig_steps,
+        method="riemann_right", internal_batch_size=s.batch_size,
+    )
+
+
+def _captum_smoothgrad(model: nn.Module, x: torch.Tensor, t: torch.Tensor, s: CaptumSettings) -> torch.Tensor:
+    return NoiseTunnel(Saliency(model)).attribute(
+        x, nt_type="smoothgrad", nt_samples=s.smoothgrad_samples, stdevs=s.smoothgrad_stdev,
+        nt_samples_batch_size=max(1, s.batch_size // len(x)), target=t, abs=False,
+    )
+
+
+def _captum_guided_backprop(model: nn.Module, x: torch.Tensor, t: torch.Tensor, s: CaptumSettings) -> torch.Tensor:
+    return GuidedBackprop(model).attribute(x, target=t)
+
+
+# The project's method name -> the Captum call that computes the same map.
+CAPTUM_METHODS: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor, CaptumSettings], torch.Tensor]] = {
+    "gradient": _captum_gradient,
+    "gradient_x_input": _captum_gradient_x_input,
+    "integrated_gradients": _captum_integrated_gradients,
+    "smoothgrad": _captum_smoothgrad,
+    "guided_backprop": _captum_guided_backprop,
+}
+
+
+def captum_explain(
+    model: nn.Module, inputs: np.ndarray, targets: np.ndarray, *, method: str, settings: CaptumSettings, **_: Any
+) -> np.ndarray:
+    """Quantus' ``explain_func``: numpy in, numpy out, Captum in between, on the model's device.
+
+    Quantus also passes ``device`` when given one; the model's own device is used instead.
+    """
+    device = next(model.parameters()).device
+    x = torch.as_tensor(inputs, dtype=torch.float32, device=device)
+    t = torch.as_tensor(targets, dtype=torch.long, device=device)
+    with warnings.catch_warnings():  # notices, on every call, that Captum sets hooks and requires_grad
+        warnings.filterwarnings("ignore", message=r"Setting backward hooks", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r"Input Tensor \d+ did not already require", category=UserWarning)
+        maps = CAPTUM_METHODS[method](model, x, t, settings)
+    return maps.detach().cpu().numpy()
+
+
+class _ModelInit:
+    """A layer's ``reset_parameters``: the project's initializer for its block.
+
+    Quantus re-initializes a layer by seeding torch's global RNG and calling the layer's
+    ``reset_parameters()``; this makes that call draw the model's own initializer (truncated
+    normal sigma 0.1, bias 0.1 for the CNN) from that RNG. It holds the model whose block the
+    layer is, so a deep copy of the layer (Quantus copies the model) re-initializes the copy.
+    """
+
+    def __init__(self, model: SanityModel, block: str):
+        self.model, self.block = model, block
+
+    def __call__(self) -> None:
+        self.model.init_block(self.block, None)
+
+
+def quantus_view(model: SanityModel, example: torch.Tensor, init: str = "model") -> nn.Sequential:
+    """A copy of ``model`` as an ``nn.Sequential`` of its layers, the form Quantus should randomize.
+
+    Quantus' MPRT re-initializes, top down, every module that has ``reset_parameters``; a
+    SanityModel has one itself (the whole-model reset), which would add a fifth stage. As a
+    Sequential of the same layers, the randomizable modules are exactly ``model.block_names``.
+    ``init="model"`` gives each block the project's initializer (:class:`_ModelInit`);
+    ``"torch"`` keeps PyTorch's default layer initializers (Quantus out of the box).
+    """
+    if init not in QUANTUS_INITS:
+        raise ValueError(f"unknown Quantus initializer {init!r}; choose one of {QUANTUS_INITS}")
+    twin = copy.deepcopy(model).eval()
+    view = nn.Sequential(OrderedDict(twin.named_children())).eval()
+    if init == "model":
+        for block in twin.block_names:
+            getattr(view, block).reset_parameters = _ModelInit(twin, block)
+    randomized = [name for name, module in view.named_modules() if hasattr(module, "reset_parameters")][::-1]
+    if randomized != list(model.block_names):
+        raise ValueError(
+            f"Quantus would randomize {randomized}, not the model's blocks {list(model.block_names)}; "
+            "this benchmark needs a model whose blocks are its only parameterised layers"
+        )
+    with torch.no_grad():
+        if not torch.allclose(view(example), model(example), atol=1e-5):
+            raise ValueError(
+                f"{type(model).__name__}'s forward is not the chain of its layers in order; "
+                "Quantus cannot be given it as a Sequential"
+            )
+    return view
+
+
+def run_quantus(
+    view: nn.Sequential, images: torch.Tensor, labels: torch.Tensor, methods: Sequence[str],
+    settings: CaptumSettings, *, seed: int,
+) -> pd.DataFrame:
+    """Quantus' cascading MPRT of each method on ``view`` (:func:`quantus_view`); a row per (method, stage, image)."""
+    import quantus  # the optional extra "bench"
+
+    x, y = images.cpu().numpy(), labels.cpu().numpy()
+    torch.manual_seed(seed)  # Captum's NoiseTunnel draws from the global RNG
+    rows = []
+    for method in methods:
+        metric = quantus.MPRT(
+            similarity_func=quantus.similarity_func.correlation_spearman, layer_order="top_down", seed=seed,
+            abs=True, normalise=True, disable_warnings=True, display_progressbar=False,
+        )
+        scores = metric(
+            model=view, x_batch=x, y_batch=y, a_batch=None, channel_first=True, explain_func=captum_explain,
+            explain_func_kwargs={"method": method, "settings": settings}, batch_size=len(x),
+        )
+        for stage, values in scores.items():
+            rows += [(method, stage, image, float(v)) for image, v in enumerate(values)]
+    return pd.DataFrame(rows, columns=["method", "stage", "image", "value"])
+
+
+# --------------------------------------------------------------------------- the project side
+
+
+@contextmanager
+def only_methods(names: Sequence[str]) -> Iterator[None]:
+    """The registry restricted to ``names`` (the runner explains every registered method)."""
+    chosen = {name: registry.get_method(name) for name in names}
+    saved = registry.METHODS
+    registry.METHODS = chosen
+    try:
+        yield
+    finally:
+        registry.METHODS = saved
+
+
+@contextmanager
+def preloaded_split(images: torch.Tensor, labels: torch.Tensor) -> Iterator[None]:
+    """The runner reads these images instead of parsing the dataset, so data loading is not timed."""
+    saved = experiments.load_split
+    experiments.load_split = lambda name, data_dir, split: (images, labels)
+    try:
+        yield
+    finally:
+        experiments.load_split = saved
+
+
+def project_config(methods: Sequence[str], n_images: int, seed: int, batch_size: int) -> dict:
+    """The default preset, explaining the true label (as Quantus does), with only ``methods``."""
+    config = resolve_config(
+        "default",
+        {"seed": seed, "randomization": {"n_images": n_images, "batch_size": batch_size, "explain": "true_label"}},
+    )
+    config["methods"] = {name: config["methods"].get(name) or {} for name in methods}
+    return config
+
+
+def run_project(
+    model_path: Path, images: torch.Tensor, labels: torch.Tensor, methods: Sequence[str], config: dict, device: str
+) -> pd.DataFrame:
+    """This project's cascading test; one row per (method, stage, image) of ``spearman_abs``."""
+    with tempfile.TemporaryDirectory() as out, only_methods(methods), preloaded_split(images.cpu(), labels.cpu()):
+        table = experiments.run_randomization_test(
+            model_path, "cascading", config, Path(out) / "scores.csv", Path(out) / "maps.npz", device=device
+        )
+    table = table[table.metric == METRIC]
+    return table[["method", "stage", "image", "value"]].reset_index(drop=True)
+
+
+def captum_settings(config: dict, images: torch.Tensor) -> CaptumSettings:
+    """Captum's parameters from the project's method settings; SmoothGrad's sigma made absolute."""
+    methods = config["methods"]
+    ig = methods.get("integrated_gradients") or {}
+    sg = methods.get("smoothgrad") or {}
+    span = float(images.max() - images.min())
+    return CaptumSettings(
+        ig_steps=int(ig.get("steps", 50)),
+        smoothgrad_samples=int(sg.get("n_samples", 50)),
+        smoothgrad_stdev=float(sg.get("noise_level", 0.15)) * span,
+        batch_size=int(config["randomization"]["batch_size"]),
+    )
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+@dataclass
+class Work:
+    """Images (rows) sent through the network: with autograd (each then backpropagated) and without."""
+
+    grad_rows: int = 0
+    nograd_rows: int = 0
+
+
+@contextmanager
+def counting_forwards(image_shape: tuple[int, ...]) -> Iterator[Work]:
+    """Count rows entering the input layer: a leaf module called on image-shaped input.
+
+    A global forward hook, so it sees every copy of the model that either side makes.
+    """
+    work = Work()
+
+    def hook(module: nn.Module, args: tuple, output: Any) -> None:
+        if next(module.children(), None) is None and args and isinstance(args[0], torch.Tensor):
+            if tuple(args[0].shape[1:]) == image_shape:
+                if torch.is_grad_enabled():
+                    work.grad_rows += args[0].shape[0]
+                else:
+                    work.nograd_rows += args[0].shape[0]
+
+    handle = nn.modules.module.register_module_forward_hook(hook)
+    try:
+        yield work
+    finally:
+        handle.remove()
+
+
+def timed(fn: Callable[[], pd.DataFrame], device: torch.device) -> tuple[pd.DataFrame, float]:
+    """``fn()`` and its wall seconds (the device synchronized at both ends)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result, time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+def cell_table(ours: pd.DataFrame, theirs: pd.DataFrame, methods: Sequence[str], stages: Sequence[str]) -> pd.DataFrame:
+    """Per (method, stage): each side's mean, standard error and NaN count, and the difference."""
+
+    def summary(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
+        grouped = frame.groupby(["method", "stage"]).value
+        return pd.DataFrame({
+            f"{prefix}_mean": grouped.mean(),
+            f"{prefix}_se": grouped.std(ddof=1) / np.sqrt(grouped.count()),
+            f"{prefix}_nan": grouped.apply(lambda v: int(v.isna().sum())),
+        })
+
+    cells = summary(ours, "ours").join(summary(theirs, "quantus"), how="outer")
+    order = pd.MultiIndex.from_product([list(methods), list(stages)], names=["method", "stage"])
+    cells = cells.reindex(order).reset_index()
+    cells.insert(2, "stage_index", cells.stage.map({s: i for i, s in enumerate(stages)}))
+    cells["diff"] = cells.ours_mean - cells.quantus_mean
+    se = np.sqrt(cells.ours_se**2 + cells.quantus_se**2)
+    cells["z"] = (cells["diff"] / se).where(se > 1e-9)  # undefined where both sides are (near) exact
+    return cells
+
+
+def agreement(cells: pd.DataFrame) -> dict[str, float | int]:
+    """How well the randomized stages' cell means agree (stage 0 is 1 on our side by definition)."""
+    randomized = cells[cells.stage_index > 0].dropna(subset=["ours_mean", "quantus_mean"])
+    ours, theirs = randomized.ours_mean, randomized.quantus_mean
+    return {
+        "cells": len(randomized),
+        "pearson_r": float(ours.corr(theirs)) if len(randomized) > 1 else math.nan,
+        "spearman_r": float(ours.corr(theirs, method="spearman")) if len(randomized) > 1 else math.nan,
+        "mean_abs_diff": float((ours - theirs).abs().mean()),
+        "max_abs_diff": float((ours - theirs).abs().max()),
+        "cells_abs_z_over_2": int((randomized.z.abs() > 2).sum()),
+    }
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def mirror_dir() -> Path | None:
+    """SALIENCY_DATA_MIRROR, else ../shared/data beside the repository when it exists."""
+    if os.environ.get(MIRROR_ENV):
+        return Path(os.environ[MIRROR_ENV])
+    return DEFAULT_MIRROR if DEFAULT_MIRROR.is_dir() else None
+
+
+def train_quick(out_dir: Path, data_dir: Path, seed: int, device: str) -> Path:
+    """A MNIST CNN after QUICK_STEPS Adam steps (one epoch over the first training images)."""
+    settings = {
+        "validation_size": 5000,
+        "batch_size": QUICK_BATCH,
+        "true_labels": {"train_size": QUICK_STEPS * QUICK_BATCH, "cnn": {"epochs": 1, "lr": 1e-3}},
+    }
+    path = out_dir / "mnist-cnn.pt"
+    record = train_model("mnist", "cnn", "true", settings, data_dir, path, device=device, seed=seed)
+    print(f"trained {path}: {QUICK_STEPS} steps, test accuracy {record['test_acc']:.3f}, "
+          f"{record['wall_seconds']:.0f} s", flush=True)
+    return path
+
+
+def test_images(dataset: str, data_dir: Path, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` test images and their labels (the images the runner explains)."""
+    fetch_dataset(dataset, data_dir, mirror_dir())
+    images, labels = load_split(dataset, data_dir, "test")
+    if n > len(images):
+        raise ValueError(f"--n-images is {n} but the {dataset} test split has {len(images)} images")
+    return images[:n], labels[:n]
+
+
+# --------------------------------------------------------------------------- report
+
+
+def format_report(cells: pd.DataFrame, summary: dict) -> str:
+    """The readable table: per method and stage, both sides' mean similarity and the difference."""
+    lines = [
+        f"{'method':<22}{'stage':<10}{'ours':>16}{'quantus':>16}{'diff':>8}{'z':>7}",
+        "-" * 79,
+    ]
+    for row in cells.itertuples():
+        nan = f" ({row.quantus_nan} NaN)" if row.quantus_nan else ""
+        z = "-" if math.isnan(row.z) else f"{row.z:+.1f}"
+        lines.append(
+            f"{row.method:<22}{row.stage:<10}{row.ours_mean:>8.3f} ±{row.ours_se:>6.3f}"
+            f"{row.quantus_mean:>8.3f} ±{row.quantus_se:>6.3f}{row.diff:>+8.3f}{z:>7}{nan}"
+        )
+    agree, walls, work = summary["agreement"], summary["wall_seconds"], summary["forwards_per_image"]
+    run = summary["settings"]
+    lines += [
+        "",
+        f"agreement over {agree['cells']} randomized (method, stage) cells: Pearson r {agree['pearson_r']:.3f}, "
+        f"Spearman r {agree['spearman_r']:.3f}, mean |diff| {agree['mean_abs_diff']:.3f}, "
+        f"max |diff| {agree['max_abs_diff']:.3f}, |z| > 2 in {agree['cells_abs_z_over_2']} cells",
+        f"wall time, fastest of {run['repeats']} ({run['n_images']} images, {run['threads']} threads, "
+        f"{run['device']}): ours {walls['ours']:.2f} s, quantus {walls['quantus']:.2f} s "
+        f"(quantus / ours = {walls['quantus'] / walls['ours']:.2f}); 1-min load average "
+        f"{run['load_average_1min']['before']:.1f} before, {run['load_average_1min']['after']:.1f} after",
+        f"images through the network per explained image: ours {work['ours']['grad_rows']:g} with backward "
+        f"+ {work['ours']['nograd_rows']:g} forward only; quantus {work['quantus']['grad_rows']:g} with backward "
+        f"+ {work['quantus']['nograd_rows']:g} forward only",
+    ]
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, summary: dict, cells: pd.DataFrame, per_image: pd.DataFrame) -> None:
+    """``out`` (JSON: settings, times, work, agreement, cells) and ``out``.csv (per-image values)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**summary, "cells": json.loads(cells.to_json(orient="records"))}
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    per_image.to_csv(out.with_suffix(".csv"), index=False)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Cascading randomization test of the MNIST CNN: this project's runner vs Quantus' MPRT "
+                    "driving Captum on the same model, images, methods and stages. Prints both wall times and "
+                    "how well the Spearman (absolute maps) similarities agree.",
+    )
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL,
+                        help="checkpoint (.pt with its .json record) (default: %(default)s)")
+    parser.add_argument("--train-quick", action="store_true",
+                        help=f"train a MNIST CNN for {QUICK_STEPS} steps into a temporary folder and use it")
+    parser.add_argument("--n-images", type=int, default=20, help="first N test images (default: %(default)s)")
+    parser.add_argument("--methods", default=",".join(CAPTUM_METHODS),
+                        help="comma-separated methods, from: %(default)s")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads (default: %(default)s)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="randomization seed of both sides (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=512,
+                        help="rows per forward/backward pass on both sides (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timed runs per side, alternating; the fastest is reported (default: %(default)s)")
+    parser.add_argument("--quantus-init", choices=QUANTUS_INITS, default="model",
+                        help="Quantus re-initializes layers with the model's own initializer (model) or "
+                             "PyTorch's default layer initializers (torch) (default: %(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data",
+                        help="where the dataset is fetched (from the mirror or the web) (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="JSON of the numbers; per-image values go to the same name with .csv "
+                             "(default: %(default)s)")
+    args = parser.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(args.methods) - set(CAPTUM_METHODS))
+    if unknown or not args.methods:
+        parser.error(f"--methods: unknown {unknown}; choose from {', '.join(CAPTUM_METHODS)}")
+    if args.n_images < 2:
+        parser.error("--n-images must be at least 2 (a standard error needs two images)")
+    if min(args.threads, args.batch_size, args.repeats) < 1:
+        parser.error("--threads, --batch-size and --repeats must be positive")
+    return args
+
+
+def benchmark(args: argparse.Namespace, model_path: Path) -> dict:
+    """Warm up and time both sides, count their work; returns the summary with cells and per-image values."""
+    record = experiments.read_record(model_path)
+    device = resolve_device(args.device)
+    model = load_checkpoint(model_path, device)
+    stages = [ORIGINAL, *model.block_names]
+    images, labels = test_images(record["dataset"], args.data_dir, args.n_images)
+    images, labels = images.to(device), labels.to(device)
+    view = quantus_view(model, images[:1], args.quantus_init)
+    settings = captum_settings(project_config(args.methods, args.n_images, args.seed, args.batch_size), images)
+
+    def sides(n: int) -> dict[str, Callable[[], pd.DataFrame]]:
+        config = project_config(args.methods, n, args.seed, args.batch_size)
+        return {
+            "ours": lambda: run_project(model_path, images[:n], labels[:n], args.methods, config, args.device),
+            "quantus": lambda: run_quantus(view, images[:n], labels[:n], args.methods, settings, seed=args.seed),
+        }
+
+    work: dict[str, dict[str, float]] = {}
+    for side, run in sides(WARMUP_IMAGES).items():  # warm-up, also counting the work per image
+        with counting_forwards(tuple(images.shape[1:])) as count:
+            run()
+        work[side] = {key: value / WARMUP_IMAGES for key, value in asdict(count).items()}
+    tables: dict[str, pd.DataFrame] = {}
+    times: dict[str, list[float]] = {"ours": [], "quantus": []}
+    load_before = os.getloadavg()[0]  # the CPU is shared: record how busy it was
+    for repeat in range(args.repeats):  # the sides alternate, so both see the same load on a shared CPU
+        for side, run in sides(args.n_images).items():
+            print(f"timing {side} ({repeat + 1}/{args.repeats}) ...", flush=True)
+            tables[side], seconds = timed(run, device)
+            times[side].append(seconds)
+    cells = cell_table(tables["ours"], tables["quantus"], args.methods, stages)
+    per_image = pd.concat([tables[side].assign(side=side) for side in ("ours", "quantus")])
+    summary = {
+        "settings": {
+            "model": str(model_path), "dataset": record["dataset"], "arch": record["arch"],
+            "test_acc": record.get("test_acc"), "n_images": args.n_images, "methods": args.methods,
+            "stages": stages, "explained": "true label", "metric": f"{METRIC} (Quantus: correlation_spearman, abs)",
+            "seed": args.seed, "threads": args.threads, "device": str(device), "batch_size": args.batch_size,
+            "quantus_init": args.quantus_init, "repeats": args.repeats, "captum": asdict(settings),
+            "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
+            "versions": {**library_versions(), "quantus": _quantus_version()},
+        },
+        "wall_seconds": {side: min(values) for side, values in times.items()},
+        "wall_seconds_all": times,
+        "forwards_per_image": work,
+        "agreement": agreement(cells),
+    }
+    return {"summary": summary, "cells": cells, "per_image": per_image[["side", "method", "stage", "image", "value"]]}
+
+
+def _quantus_version() -> str:
+    import quantus
+
+    return quantus.__version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        import quantus  # noqa: F401
+    except ImportError:
+        print("quantus is not installed: pip install -e '.[bench]'", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.train_quick:
+            fetch_dataset("mnist", args.data_dir, mirror_dir())
+            model_path = train_quick(Path(scratch), args.data_dir, args.seed, args.device)
+        elif args.model.is_file():
+            model_path = args.model
+        else:
+            print(f"no model at {args.model}: pass --model PATH, or --train-quick to train one "
+                  f"({QUICK_STEPS} steps)", file=sys.stderr)
+            return 2
+        result = benchmark(args, model_path)
+    print(format_report(result["cells"], result["summary"]))
+    write_outputs(args.out, result["summary"], result["cells"], result["per_image"])
+    print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The pieces of benchmarks/mprt_vs_quantus.py: same stages, same maps, same work, the agreement numbers.
+
+Fast: the CNN untrained, two random images, the cheap deterministic methods. Skipped without
+Quantus (the optional extra ``bench``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from saliency_sanity.methods.registry import get_method
+from saliency_sanity.models import build_model, save_checkpoint
+
+quantus = pytest.importorskip("quantus")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mprt_vs_quantus.py"
+STAGES = ["original", "logits", "fc", "conv2", "conv1"]
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("mprt_vs_quantus", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_script()
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    return build_model("cnn", seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    x = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    x[..., :4, :] = 0  # a black border, like MNIST
+    return x, torch.tensor([3, 7])
+
+
+def _quantus_stages(view, seed=0):
+    wrapped = quantus.helpers.model.pytorch_model.PyTorchModel(view, channel_first=True)
+    return wrapped.get_random_layer_generator(order="top_down", seed=seed)
+
+
+def test_quantus_randomizes_our_blocks_top_down_cumulatively_with_the_model_initializer(cnn, inputs):
+    before = {k: v.clone() for k, v in cnn.state_dict().items()}
+    view = bench.quantus_view(cnn, inputs[0][:1], init="model")
+    names = []
+    for name, randomized in _quantus_stages(view):
+        names.append(name)
+        layer = getattr(randomized, name)
+        assert torch.all(layer.bias == 0.1)  # the CNN's initializer: bias 0.1, weights N(0, 0.1) cut at 2 sigma
+        assert layer.weight.abs().max() <= 0.2 and 0.08 < layer.weight.std() < 0.1
+        for lower in cnn.block_names[len(names):]:  # blocks below are still the trained ones
+            assert torch.equal(getattr(randomized, lower).weight, before[f"{lower}.weight"])
+    assert names == list(cnn.block_names)
+    assert all(torch.equal(v, before[k]) for k, v in cnn.state_dict().items())  # the model itself untouched
+
+
+def test_torch_init_keeps_pytorch_default_initializers(cnn, inputs):
+    view = bench.quantus_view(cnn, inputs[0][:1], init="torch")
+    name, randomized = next(_quantus_stages(view))
+    bound = 1 / math.sqrt(cnn.logits.in_features)  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    assert name == "logits" and randomized.logits.bias.abs().max() <= bound
+
+
+@pytest.mark.parametrize("method", ["gradient", "gradient_x_input", "integrated_gradients", "guided_backprop"])
+def test_captum_side_computes_the_same_maps_as_ours(cnn, inputs, method):
+    x, t = inputs
+    settings = bench.CaptumSettings(ig_steps=50, smoothgrad_samples=50, smoothgrad_stdev=0.15, batch_size=64)
+    theirs = bench.captum_explain(cnn, x.numpy(), t.numpy(), method=method, settings=settings)
+    ours = get_method(method)(cnn, x, t).numpy()
+    np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-6 * np.abs(ours).max())
+
+
+def test_smoothgrad_noise_is_the_configured_fraction_of_the_input_range(inputs):
+    config = bench.project_config(["smoothgrad", "integrated_gradients"], 2, 0, 100)
+    settings = bench.captum_settings(config, inputs[0] * 2)  # inputs now span [0, ~2]
+    span = float(inputs[0].max() * 2 - inputs[0].min() * 2)
+    assert settings.smoothgrad_stdev == pytest.approx(0.15 * span)
+    assert (settings.ig_steps, settings.smoothgrad_samples, settings.batch_size) == (50, 50, 100)
+    assert config["randomization"]["explain"] == "true_label"
+    assert list(config["methods"]) == ["smoothgrad", "integrated_gradients"]
+
+
+def test_both_sides_run_the_same_stages_and_count_their_work(cnn, inputs, tmp_path):
+    x, t = inputs
+    methods = ["gradient", "guided_backprop"]
+    path = tmp_path / "mnist-cnn.pt"
+    save_checkpoint(cnn, path, {"dataset": "mnist", "arch": "cnn", "labels": "true"})
+    config = bench.project_config(methods, len(x), 0, 64)
+    settings = bench.captum_settings(config, x)
+    view = bench.quantus_view(cnn, x[:1])
+    with bench.counting_forwards((1, 28, 28)) as ours_work:
+        ours = bench.run_project(path, x, t, methods, config, "cpu")
+    with bench.counting_forwards((1, 28, 28)) as quantus_work:
+        theirs = bench.run_quantus(view, x, t, methods, settings, seed=0)
+    for table in (ours, theirs):
+        assert len(table) == len(methods) * len(STAGES) * len(x)
+        assert table.groupby("method").stage.unique().map(list).tolist() == [STAGES, STAGES]
+        assert table.value.between(-1, 1).all()
+        assert np.allclose(table[table.stage == "original"].value, 1.0)  # deterministic methods
+    # per image: ours 5 stages x (1 prediction + 1 map per method); Quantus (1 + 5 stages) x 1 map per method
+    assert (ours_work.grad_rows, ours_work.nograd_rows) == (len(x) * 5 * 2, len(x) * 5)
+    assert (quantus_work.grad_rows, quantus_work.nograd_rows) == (len(x) * 6 * 2, 0)
+    cells = bench.cell_table(ours, theirs, methods, STAGES)
+    assert cells[["method", "stage"]].values.tolist() == [[m, s] for m in methods for s in STAGES]
+    assert bench.agreement(cells)["cells"] == len(methods) * (len(STAGES) - 1)
+
+
+def test_cell_table_and_agreement_by_hand():
+    ours = pd.DataFrame({"method": "m", "stage": ["original"] * 2 + ["a"] * 2 + ["b"] * 2,
+                         "image": [0, 1] * 3, "value": [1.0, 1.0, 0.5, 0.7, 0.2, 0.4]})
+    theirs = ours.assign(value=[1.0, 1.0, 0.4, 0.6, np.nan, 0.1])
+    cells = bench.cell_table(ours, theirs, ["m"], ["original", "a", "b"]).set_index("stage")
+    assert cells.loc["a", "ours_mean"] == pytest.approx(0.6) and cells.loc["a", "diff"] == pytest.approx(0.1)
+    assert cells.loc["a", "ours_se"] == pytest.approx(0.1)  # std 0.1414 / sqrt(2)
+    assert cells.loc["a", "z"] == pytest.approx(0.1 / math.sqrt(0.02))
+    assert cells.loc["b", "quantus_mean"] == pytest.approx(0.1) and cells.loc["b", "quantus_nan"] == 1
+    assert math.isnan(cells.loc["original", "z"])  # both sides exact: no z
+    summary = bench.agreement(cells.reset_index())
+    assert summary["cells"] == 2 and summary["pearson_r"] == pytest.approx(1.0)  # (0.6, 0.3) vs (0.5, 0.1)
+    assert summary["mean_abs_diff"] == pytest.approx(0.15) and summary["max_abs_diff"] == pytest.approx(0.2)
+
+
+def test_cli_rejects_a_method_captum_is_not_wired_for():
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--methods", "gradient,gradcam"])
+    assert bench.parse_args(["--methods", "gradient, smoothgrad"]).methods == ["gradient", "smoothgrad"]
