@@ -65,3 +65,14 @@ def test_overrides_win_over_the_preset():
     config = resolve_config("smoke", {"seed": 7, "randomization": {"n_images": 2}})
     assert config["seed"] == 7 and config["randomization"]["n_images"] == 2
     assert config["randomization"]["explain"] == "predicted"  # untouched keys keep the preset's value
+
+
+def test_paper_preset_trains_with_the_papers_settings():
+    training = resolve_config("paper")["training"]
+    for labels, epochs in (("true_labels", 50), ("random_labels", 100)):
+        section = training[labels]
+        assert section.get("lr_schedule", training.get("lr_schedule", "constant")) == "constant"
+        for arch in ("cnn", "mlp"):
+            assert section[arch]["epochs"] == epochs and section[arch]["lr"] == 1e-4
+            assert section[arch].get("batch_size", section.get("batch_size", training["batch_size"])) == 50
+    assert training["random_labels"]["train_size"] is None
