@@ -21,9 +21,12 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/randomization.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/theory.smk"
 
 
 rule all:
     input:
         "results/config.yaml",
         rules.figure_index.output,
+        rules.theory_linear.output,
+        rules.theory_convsum.output,

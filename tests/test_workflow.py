@@ -38,7 +38,10 @@ def test_dry_run_plans_every_stage_of_the_replication(tmp_path):
     assert counts["download"] == datasets
     assert counts["train"] == 2 * models  # true and random labels
     assert counts["randomize"] == models * modes
-    assert counts["figure"] == len(FIGURES) * models
+    per_model = [spec for spec in FIGURES.values() if spec.model is None]
+    assert counts["figure"] == len(per_model) * models
+    assert counts["theory_figure"] == len(FIGURES) - len(per_model) == 3  # linear model, conv-sum x 2
+    assert counts["theory_linear"] == counts["theory_convsum"] == 1
     assert counts["figure_index"] == counts["record_config"] == counts["all"] == 1
 
 
@@ -50,6 +53,7 @@ def test_fewer_modes_plan_only_the_figures_they_feed(tmp_path):
     assert "train" in counts and counts["train"] == 3  # no random-label models needed
     cascading_only = [f for f in FIGURES.values() if all(k.startswith("cascading_") for k in f.inputs)]
     assert counts["figure"] == 3 * len(cascading_only)
+    assert counts["theory_figure"] == 3  # the theory checks do not depend on the modes
 
 
 def test_bad_config_value_stops_the_run_naming_the_key(tmp_path):

@@ -84,6 +84,16 @@ def cmd_figure(args: argparse.Namespace) -> None:
     make_figure(args.name, args.model, inputs, args.out_dir, preset=args.preset, notes=args.notes)
 
 
+def cmd_theory(args: argparse.Namespace) -> None:
+    from saliency_sanity.theory import run_convsum, run_linear
+
+    if args.analysis == "linear":
+        paths = run_linear(args.settings, args.data_dir, args.out_dir)
+    else:
+        paths = run_convsum(args.settings, args.out_dir)
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+
+
 def cmd_index(args: argparse.Namespace) -> None:
     from saliency_sanity.figures import write_index
 
@@ -164,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=Path("figures"))
     p.add_argument("--preset", default="default")
     p.add_argument("--notes", default="")
+
+    p = add("theory", cmd_theory, "run a theory check (linear model on MNIST, 1-D conv-sum model); write tidy CSVs")
+    p.add_argument("analysis", choices=["linear", "convsum"])
+    p.add_argument("--settings", type=_json_arg, required=True,
+                   help="the config's seed, theory and similarity sections (JSON or @file)")
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="where mnist/raw/ is (linear only)")
+    p.add_argument("--out-dir", type=Path, default=Path("results/theory"))
 
     p = add("index", cmd_index, "write figures/index.md from the figures' records")
     p.add_argument("--out-dir", type=Path, default=Path("figures"))

@@ -4,10 +4,10 @@ from saliency_sanity.figures import FIGURES
 
 
 def figure_names():
-    """The registered figures whose inputs this config's randomization modes produce."""
+    """The per-model figures whose inputs this config's randomization modes produce."""
     return [
         name for name, spec in FIGURES.items()
-        if all(key.rpartition("_")[0] in MODES for key in spec.inputs)
+        if spec.model is None and all(key.rpartition("_")[0] in MODES for key in spec.inputs)
     ]
 
 
@@ -23,7 +23,7 @@ rule figure:
         preset=config["preset"],
         notes=config["figures"]["notes"],
     wildcard_constraints:
-        figure="|".join(FIGURES),
+        figure="|".join(name for name, spec in FIGURES.items() if spec.model is None),
         model="|".join(MODELS),
     resources:
         mem_mb=2000,
@@ -38,6 +38,7 @@ rule figure:
 rule figure_index:
     input:
         expand("figures/.index/{figure}-{model}.json", figure=figure_names(), model=MODELS),
+        [f"figures/.index/{name}-{spec.model}.json" for name, spec in FIGURES.items() if spec.model is not None],
     output:
         "figures/index.md",
     log:

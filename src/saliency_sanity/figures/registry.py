@@ -19,11 +19,12 @@ from typing import Any, Callable, Mapping
 import matplotlib
 from matplotlib.figure import Figure
 
-from saliency_sanity.figures import plots, style
+from saliency_sanity.figures import plots, style, theory_plots
 from saliency_sanity.figures.inputs import FigureInputError, load_maps, load_similarity
 
 INDEX_DIR = ".index"
 FORMATS = ("pdf", "png")
+THEORY_PREFIX = "theory_"
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -39,7 +40,10 @@ class FigureSpec:
     """A registered figure: its builder, caption (``{model}`` is filled in) and input keys.
 
     An input key is ``<mode>_csv`` (``results/randomization/<model>-<mode>.csv``) or
-    ``<mode>_maps`` (``results/maps/<model>-<mode>.npz``).
+    ``<mode>_maps`` (``results/maps/<model>-<mode>.npz``); for the theory checks,
+    ``theory_<name>_csv`` (``results/theory/<name>.csv``) or ``theory_<name>_maps``
+    (``results/theory/<name>_maps.npz``). ``model`` is set for a figure about one fixed model (the
+    theory figures); None means one figure per model of the config.
     """
 
     name: str
@@ -47,6 +51,7 @@ class FigureSpec:
     caption: str
     inputs: tuple[str, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
+    model: str | None = None
 
     def input_paths(self, model: str, results_dir: str | Path = "results") -> dict[str, Path]:
         """Where the workflow writes each input of this figure for ``model``."""
@@ -55,6 +60,9 @@ class FigureSpec:
 
 def _input_path(key: str, model: str, results_dir: Path) -> Path:
     mode, _, kind = key.rpartition("_")
+    if mode.startswith(THEORY_PREFIX) and kind in ("csv", "maps"):
+        name = mode[len(THEORY_PREFIX):]
+        return results_dir / "theory" / (f"{name}.csv" if kind == "csv" else f"{name}_maps.npz")
     if kind == "csv":
         return results_dir / "randomization" / f"{model}-{mode}.csv"
     if kind == "maps":
@@ -117,6 +125,34 @@ FIGURES: dict[str, FigureSpec] = {
             "two models' maps per method and metric (bottom).",
             ("labels_maps", "labels_csv"),
         ),
+        FigureSpec(
+            "convsum_maps",
+            theory_plots.convsum_maps,
+            "Theory check, the 1-D convolution + ReLU + sum-pooling model ({model}): a synthetic signal, "
+            "the maps of each method for random filters and for the same filters trained on the bump "
+            "task, and a model-free edge detector (paper Fig. 27 analogue).",
+            ("theory_convsum_maps",),
+            model="signals-convsum",
+        ),
+        FigureSpec(
+            "convsum_filters",
+            theory_plots.convsum_filters,
+            "Theory check, the 1-D convolution + ReLU + sum-pooling model ({model}): Spearman rank "
+            "correlation of each method's map with the input, with the closed-form many-random-filters "
+            "limit, with an edge detector and, for trained filters, with the random filters' map, against "
+            "the number of filters J, for random and for trained filters.",
+            ("theory_convsum_filters_csv",),
+            model="signals-convsum",
+        ),
+        FigureSpec(
+            "linear_model",
+            theory_plots.linear_model,
+            "Theory check, the linear model ({model}): gradient, gradient x input and Integrated "
+            "Gradients maps for trained and for random weights w (top), the Spearman rank correlation of "
+            "each map with the input, and of the trained model's maps with the random model's (bottom).",
+            ("theory_linear_maps", "theory_linear_csv"),
+            model="mnist-linear",
+        ),
     )
 }
 
@@ -152,6 +188,8 @@ def make_figure(
     spec = get_figure(name)
     if not MODEL_NAME.match(model):
         raise ValueError(f"model name {model!r} cannot be used in a file name; use letters, digits, '.', '_', '-'")
+    if spec.model is not None and model != spec.model:
+        raise ValueError(f"figure {name!r} is about the model {spec.model!r} only, not {model!r}")
     data = _load_inputs(spec, model, inputs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,10 +226,13 @@ def _load_inputs(spec: FigureSpec, model: str, inputs: Mapping[str, Path]) -> di
         path = Path(inputs[key])
         if not path.is_file():
             raise FileNotFoundError(
-                f"figure {spec.name!r}: input {key} = {path} does not exist; run the randomization "
-                f"step that writes it (snakemake {path})"
+                f"figure {spec.name!r}: input {key} = {path} does not exist; run the step that writes "
+                f"it (snakemake {path})"
             )
-        data[key] = load_maps(path) if key.endswith("_maps") else load_similarity(path)
+        if key.startswith(THEORY_PREFIX):
+            data[key] = theory_plots.load_theory_input(path)
+        else:
+            data[key] = load_maps(path) if key.endswith("_maps") else load_similarity(path)
     return data
 
 
