@@ -37,7 +37,7 @@ class DataError(RuntimeError):
 
 
 class ChecksumError(DataError):
-    """A file's md5 differs from the official one (corrupt, truncated or a different file)."""
+    """A file's checksum (md5 or sha256) differs from the official one (corrupt, truncated or a different file)."""
 
 
 class DownloadError(DataError):
@@ -108,12 +108,23 @@ def raw_dir(name: str, data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / name / "raw"
 
 
-def md5sum(path: Path) -> str:
-    digest = hashlib.md5()
+def file_hash(path: Path, algorithm: str = "md5") -> str:
+    """The hex digest of a file (``algorithm``: any hashlib name), read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def md5sum(path: Path) -> str:
+    return file_hash(path, "md5")
+
+
+def hash_matches(actual: str, expected: str) -> bool:
+    """``expected`` is the full digest or a prefix of it (torchvision's file names carry the first
+    8 hex digits of the sha256)."""
+    return bool(expected) and actual.startswith(expected.lower())
 
 
 # --------------------------------------------------------------------------- fetching
@@ -161,8 +172,14 @@ def _copy_from_mirror(source: Path, target: Path, md5: str) -> None:
         _write_verified(target, md5, lambda out: shutil.copyfileobj(src, out, CHUNK_BYTES), origin=str(source))
 
 
-def _download(urls: tuple[str, ...], filename: str, target: Path, md5: str, *, retries: int, timeout: float) -> None:
-    """Try every URL ``retries`` times with exponential backoff; the first verified copy wins."""
+def _download(
+    urls: tuple[str, ...], filename: str, target: Path, expected: str, *, retries: int, timeout: float,
+    algorithm: str = "md5", hint: str | None = None,
+) -> None:
+    """Try every URL ``retries`` times with exponential backoff; the first verified copy wins.
+
+    ``hint`` replaces the closing advice of the error raised when every attempt failed.
+    """
     failures: list[str] = []
     for base in urls:
         url = base + filename
@@ -173,14 +190,16 @@ def _download(urls: tuple[str, ...], filename: str, target: Path, md5: str, *, r
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     size = response.headers.get("Content-Length")
                     with tqdm(total=int(size) if size else None, unit="B", unit_scale=True, desc=filename) as bar:
-                        _write_verified(target, md5, lambda out: _stream(response, out, bar.update), origin=url)
+                        _write_verified(target, expected, lambda out: _stream(response, out, bar.update),
+                                        origin=url, algorithm=algorithm)
                 return
             except (urllib.error.URLError, http.client.HTTPException, OSError, ChecksumError) as err:
                 failures.append(f"{url} (attempt {attempt + 1}/{retries}): {err}")
     raise DownloadError(
-        f"could not download {filename}:\n  " + "\n  ".join(failures) + "\n"
-        f"Without network access, point the {MIRROR_ENV} environment variable (or the config key "
-        f"'{MIRROR_CONFIG_KEY}') at a folder holding <dataset>/raw/{filename}."
+        f"could not download {filename}:\n  " + "\n  ".join(failures) + "\n" + (hint or (
+            f"Without network access, point the {MIRROR_ENV} environment variable (or the config key "
+            f"'{MIRROR_CONFIG_KEY}') at a folder holding <dataset>/raw/{filename}."
+        ))
     )
 
 
@@ -190,18 +209,20 @@ def _stream(source: BinaryIO, out: BinaryIO, progress: Callable[[int], object]) 
         progress(len(chunk))
 
 
-def _write_verified(target: Path, md5: str, fill: Callable[[BinaryIO], None], *, origin: str) -> None:
-    """Write via ``fill`` into a temp file beside ``target``; move it into place only if its md5 matches."""
+def _write_verified(
+    target: Path, expected: str, fill: Callable[[BinaryIO], None], *, origin: str, algorithm: str = "md5"
+) -> None:
+    """Write via ``fill`` into a temp file beside ``target``; move it into place only if its hash matches."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
             fill(out)
-        actual = md5sum(tmp)
-        if actual != md5:
+        actual = file_hash(tmp, algorithm)
+        if not hash_matches(actual, expected):
             raise ChecksumError(
-                f"checksum mismatch for {target.name} from {origin}: expected md5 {md5}, got {actual} "
-                "(corrupt or truncated file)"
+                f"checksum mismatch for {target.name} from {origin}: expected {algorithm} {expected}, "
+                f"got {actual} (corrupt or truncated file)"
             )
         tmp.chmod(0o644)  # mkstemp creates 0600; the data is public
         os.replace(tmp, target)

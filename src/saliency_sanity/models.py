@@ -8,6 +8,7 @@ independent randomization tests need.
 
 from __future__ import annotations
 
+import abc
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ def truncated_normal_(tensor: torch.Tensor, std: float, generator: torch.Generat
     return nn.init.trunc_normal_(tensor, 0.0, std, -2 * std, 2 * std, generator=generator)
 
 
-class SanityModel(nn.Module):
+class SanityModel(nn.Module, metaclass=abc.ABCMeta):
     """Base class: a classifier with named randomization blocks.
 
     ``block_names`` lists blocks from the output (logits) down to the input; ``init_block``
@@ -40,8 +41,9 @@ class SanityModel(nn.Module):
             raise KeyError(f"{type(self).__name__} has no block {name!r}; blocks: {self.block_names}")
         return getattr(self, name)
 
+    @abc.abstractmethod
     def init_block(self, name: str, generator: torch.Generator | None = None) -> None:
-        raise NotImplementedError  # each architecture defines its own initializer
+        """Re-initialize block ``name`` with the architecture's own initializer."""
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Initialize every block (a freshly built, untrained model)."""
@@ -122,14 +124,25 @@ class MnistMLP(SanityModel):
 
 
 ARCHITECTURES: dict[str, type[SanityModel]] = {"cnn": MnistCNN, "mlp": MnistMLP}
+IMAGENET_ARCHITECTURES = ("inception_v3",)  # defined in saliency_sanity.inception (torchvision-based)
+
+
+def architecture(arch: str) -> type[SanityModel]:
+    """The model class of an architecture name."""
+    if arch in IMAGENET_ARCHITECTURES:
+        from saliency_sanity.inception import InceptionV3  # imported on demand: it imports this module
+
+        return InceptionV3
+    try:
+        return ARCHITECTURES[arch]
+    except KeyError:
+        known = sorted([*ARCHITECTURES, *IMAGENET_ARCHITECTURES])
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {known}") from None
 
 
 def build_model(arch: str, seed: int | None = None) -> SanityModel:
     """A freshly initialized model; with ``seed`` its initialization is reproducible."""
-    try:
-        cls = ARCHITECTURES[arch]
-    except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}") from None
+    cls = architecture(arch)
     model = cls()
     if seed is not None:
         model.reset_parameters(torch.Generator().manual_seed(seed))
