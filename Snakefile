@@ -8,9 +8,9 @@ from snakemake.utils import min_version, validate
 
 min_version("8.0")
 
-from saliency_sanity.config import resolve_config
+from saliency_sanity.config import resolve_config, typed_overrides
 
-_resolved = resolve_config(overrides=dict(config), workflow_dir=Path(workflow.basedir) / "workflow")
+_resolved = resolve_config(overrides=typed_overrides(dict(config)), workflow_dir=Path(workflow.basedir) / "workflow")
 config.clear()
 config.update(_resolved)
 validate(config, "workflow/schemas/config.schema.yaml")
@@ -20,6 +20,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/randomization.smk"
+include: "workflow/rules/imagenet.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/theory.smk"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from saliency_sanity.config import ConfigError, available_presets, resolve_config
+from saliency_sanity.config import ConfigError, available_presets, resolve_config, typed_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"torch": "pytorch", "snakemake": "snakemake-minimal"}
@@ -76,3 +76,21 @@ def test_paper_preset_trains_with_the_papers_settings():
             assert section[arch]["epochs"] == epochs and section[arch]["lr"] == 1e-4
             assert section[arch].get("batch_size", section.get("batch_size", training["batch_size"])) == 50
     assert training["random_labels"]["train_size"] is None
+
+
+def test_nested_command_line_values_are_typed_as_yaml_reads_them():
+    # what snakemake --config passes for imagenet={enabled: false, n_images: 2, notes: "a: b"}
+    raw = {"imagenet": {"enabled": "false", "n_images": "2", "notes": "a: b", "weights": "random"}, "seed": 3}
+    typed = typed_overrides(raw)
+    assert typed == {"imagenet": {"enabled": False, "n_images": 2, "notes": "a: b", "weights": "random"}, "seed": 3}
+    assert resolve_config("smoke", typed)["imagenet"]["enabled"] is False
+
+
+def test_the_imagenet_sections_of_the_presets():
+    default, smoke, paper = (resolve_config(p)["imagenet"] for p in ("default", "smoke", "paper"))
+    assert default["weights"] == "torchvision" and default["images"] == "skimage" and default["image_size"] == 299
+    assert default["batchnorm"] == "keep" and default["similarity"]["normalization"] == "percentile"
+    assert smoke["weights"] == "random"  # offline
+    assert paper["n_images"] == 200 and paper["images"] is None  # the user's ImageNet folder
+    assert paper["methods"]["integrated_gradients"]["steps"] == 50
+    assert paper["methods"]["smoothgrad"]["n_samples"] == 50

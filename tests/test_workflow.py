@@ -39,7 +39,10 @@ def test_dry_run_plans_every_stage_of_the_replication(tmp_path):
     assert counts["train"] == 2 * models  # true and random labels
     assert counts["randomize"] == models * modes
     per_model = [spec for spec in FIGURES.values() if spec.model is None]
-    assert counts["figure"] == len(per_model) * models
+    imagenet_figures = [f for f in per_model if not any(k.startswith("labels_") for k in f.inputs)]
+    assert counts["imagenet_model"] == 1
+    assert counts["randomize_imagenet"] == 2  # cascading and independent; no label randomization on ImageNet
+    assert counts["figure"] == len(per_model) * models + len(imagenet_figures)
     assert counts["theory_figure"] == len(FIGURES) - len(per_model) == 3  # linear model, conv-sum x 2
     assert counts["theory_linear"] == counts["theory_convsum"] == 1
     assert counts["figure_index"] == counts["record_config"] == counts["all"] == 1
@@ -52,8 +55,29 @@ def test_fewer_modes_plan_only_the_figures_they_feed(tmp_path):
     assert counts["randomize"] == 3
     assert "train" in counts and counts["train"] == 3  # no random-label models needed
     cascading_only = [f for f in FIGURES.values() if all(k.startswith("cascading_") for k in f.inputs)]
-    assert counts["figure"] == 3 * len(cascading_only)
+    assert counts["figure"] == 3 * len(cascading_only) + len(FIGURES) - 3 - 1  # ImageNet: its own modes
     assert counts["theory_figure"] == 3  # the theory checks do not depend on the modes
+
+
+def test_the_imagenet_experiment_can_be_disabled_or_reduced_to_one_mode(tmp_path):
+    result = dry_run(tmp_path, "preset=smoke", "imagenet={enabled: false}")
+    assert result.returncode == 0, result.stderr
+    counts = job_counts(result.stdout)
+    assert "imagenet_model" not in counts and "randomize_imagenet" not in counts
+    result = dry_run(tmp_path, "preset=smoke", "imagenet={modes: [cascading]}")
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout)["randomize_imagenet"] == 1
+
+
+def test_the_paper_preset_asks_for_an_imagenet_folder(tmp_path):
+    result = dry_run(tmp_path, "preset=paper")
+    assert result.returncode != 0
+    assert "imagenet.images" in result.stdout + result.stderr
+    folder = tmp_path / "val"
+    folder.mkdir()
+    (folder / "labels.json").write_text("{}")
+    result = dry_run(tmp_path, "preset=paper", f"imagenet={{images: {folder}}}")
+    assert result.returncode == 0, result.stderr
 
 
 def test_bad_config_value_stops_the_run_naming_the_key(tmp_path):

@@ -62,6 +62,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     log.info("trained %s: %s", args.out, json.dumps({k: record[k] for k in ("train_acc", "test_acc")}))
 
 
+def cmd_imagenet_model(args: argparse.Namespace) -> None:
+    from saliency_sanity.inception import write_checkpoint
+
+    record = write_checkpoint(args.settings, args.data_dir, args.out, mirror=args.mirror)
+    log.info("wrote %s (weights: %s)", args.out, record["weights"])
+
+
 def cmd_randomize(args: argparse.Namespace) -> None:
     from saliency_sanity.experiments import run_randomization_test
 
@@ -157,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
+
+    p = add("imagenet-model", cmd_imagenet_model,
+            "fetch and verify the Inception v3 weights (or build untrained ones); write the model checkpoint")
+    p.add_argument("--settings", type=_json_arg, required=True, help="the config's seed and imagenet sections (JSON or @file)")
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="downloaded weights go to <data-dir>/imagenet/weights/")
+    p.add_argument("--mirror", default=None, help="folder holding imagenet/weights/<file> (default: $SALIENCY_DATA_MIRROR)")
+    p.add_argument("--out", type=Path, required=True)
 
     p = add("randomize", cmd_randomize, "run one randomization test; write the tidy CSV and the maps")
     p.add_argument("--model", type=Path, required=True)

@@ -33,6 +33,26 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
+def typed_overrides(value: Any) -> Any:
+    """``snakemake --config`` values with their nested scalars typed as YAML reads them.
+
+    Snakemake parses a nested ``--config key={a: 1, b: false}`` with YAML's BaseLoader, which keeps
+    every nested scalar a string ('1', 'false'); read each such string as YAML, keeping it a string
+    unless it is a number, a boolean or null.
+    """
+    if isinstance(value, dict):
+        return {key: typed_overrides(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed_overrides(item) for item in value]
+    if isinstance(value, str):
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+        return parsed if parsed is None or isinstance(parsed, (bool, int, float)) else value
+    return value
+
+
 def available_presets(workflow_dir: Path = WORKFLOW_DIR) -> list[str]:
     return sorted(p.stem for p in (workflow_dir / "config").glob("*.yaml"))
 

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("cascading", "independent", "labels")
 EXPLAIN = ("predicted", "true_label")
+BATCHNORM = ("keep", "reset")  # BatchNorm running statistics on randomization: kept (paper) or reset
 RANDOM_LABELS_STAGE = "random_labels"
 CSV_COLUMNS = ["dataset", "model", "mode", "stage", "stage_index", "method", "metric", "image", "value"]
 
@@ -58,6 +59,8 @@ class Settings:
     normalization: str | None
     hog_pixels_per_cell: int
     ssim_gaussian: bool
+    batchnorm: str = "keep"
+    images: dict[str, Any] | None = None  # natural-image source (ImageNet models): source, labels, size
 
     @classmethod
     def from_config(cls, config: dict) -> Settings:
@@ -70,6 +73,9 @@ class Settings:
         if n_images < 1:
             raise ValueError(f"randomization.n_images must be a positive integer, got {n_images}")
         params = {name: dict(p or {}) for name, p in (config.get("methods") or {}).items()}
+        batchnorm = randomization.get("batchnorm", "keep")
+        if batchnorm not in BATCHNORM:
+            raise ValueError(f"randomization.batchnorm is {batchnorm!r}; choose one of {BATCHNORM}")
         unknown = sorted(set(params) - set(available_methods()))
         if unknown:
             raise ValueError(
@@ -85,6 +91,8 @@ class Settings:
             normalization=sim.get("normalization"),
             hog_pixels_per_cell=int(sim.get("hog_pixels_per_cell", 7)),
             ssim_gaussian=bool(sim.get("ssim_gaussian", True)),
+            batchnorm=batchnorm,
+            images=config.get("images"),
         )
 
     def normalization_for(self, dataset: str) -> str:
@@ -288,6 +296,26 @@ def _write_maps(path: Path, result: RunResult, methods: list[Method], images: to
     _atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
+def _load_images(dataset: str, settings: Settings, data_dir: str | os.PathLike):
+    """(images, labels, display images or None): the test split's first n, or natural images for ImageNet."""
+    if dataset == "imagenet":
+        from saliency_sanity.images import load_images
+
+        source = settings.images or {}
+        if not source.get("source"):
+            raise ValueError("the ImageNet model needs an image source: set the config key imagenet.images "
+                             "('skimage' or a folder of images with labels.json)")
+        image_set = load_images(source["source"], labels_file=source.get("labels"), size=int(source.get("size", 299)),
+                                n_images=settings.n_images)
+        return image_set.images, image_set.labels, image_set.display
+    all_images, all_labels = load_split(dataset, data_dir, "test")
+    if len(all_images) < settings.n_images:
+        raise ValueError(
+            f"randomization.n_images is {settings.n_images} but the {dataset} test split has {len(all_images)} images"
+        )
+    return all_images[: settings.n_images], all_labels[: settings.n_images], None
+
+
 def run_randomization_test(
     model_path: str | os.PathLike,
     mode: str,
@@ -312,6 +340,8 @@ def run_randomization_test(
     dataset = record["dataset"]
     torch_device = resolve_device(device)
     model = load_checkpoint(model_path, torch_device)
+    if hasattr(model, "reset_bn_statistics"):  # models with BatchNorm (Inception v3)
+        model.reset_bn_statistics = settings.batchnorm == "reset"
     if mode == "labels":
         random_model = _load_random_label_model(
             Path(random_label_model_path) if random_label_model_path else None, record, torch_device
@@ -320,13 +350,8 @@ def run_randomization_test(
     else:
         stages = RANDOMIZATIONS[mode](model, settings.seed)
 
-    all_images, all_labels = load_split(dataset, data_dir or config.get("data_dir", "data"), "test")
-    if len(all_images) < settings.n_images:
-        raise ValueError(
-            f"randomization.n_images is {settings.n_images} but the {dataset} test split has {len(all_images)} images"
-        )
-    images = all_images[: settings.n_images].to(torch_device)
-    labels = all_labels[: settings.n_images].to(torch_device)
+    images, labels, display = _load_images(dataset, settings, data_dir or config.get("data_dir", "data"))
+    images, labels = images.to(torch_device), labels.to(torch_device)
     methods = _resolve_methods(model, settings)
     identity = {"dataset": dataset, "model": model_path.stem, "mode": mode}
     normalization = settings.normalization_for(dataset)

@@ -258,3 +258,20 @@ def build_inception(
     model = load_weights(path, sha256, reset_bn_statistics=reset_bn_statistics)
     return model, {"weights": str(path), "weights_sha256": file_hash(path, "sha256"), "pretrained": True,
                    "weights_url": WEIGHTS_URL if weights == "torchvision" else None}
+
+
+def write_checkpoint(settings: dict, data_dir: str | os.PathLike, out: str | os.PathLike,
+                     mirror: str | os.PathLike | None = None) -> dict:
+    """The workflow's model step: build the model of the config's ``imagenet`` section and save it as
+    ``out`` (.pt) with its record (.json), like a trained MNIST model. Returns the record."""
+    from saliency_sanity.models import save_checkpoint
+    from saliency_sanity.runtime import library_versions
+
+    section = settings["imagenet"]
+    seed = int(settings.get("seed", 0))
+    model, source = build_inception(section["weights"], data_dir, sha256=section.get("weights_sha256"),
+                                    seed=seed, mirror=mirror)
+    record = {"dataset": "imagenet", "arch": InceptionV3.arch, "seed": seed, **source,
+              "library_versions": library_versions()}
+    save_checkpoint(model, Path(out), record)
+    return record

@@ -3,12 +3,21 @@
 from saliency_sanity.figures import FIGURES
 
 
-def figure_names():
-    """The per-model figures whose inputs this config's randomization modes produce."""
+FIGURE_MODELS = {model: MODES for model in MODELS}  # model -> the randomization modes run for it
+if IMAGENET_MODES:
+    FIGURE_MODELS[IMAGENET_MODEL] = IMAGENET_MODES
+
+
+def figure_names(model):
+    """The per-model figures whose inputs the model's randomization modes produce."""
     return [
         name for name, spec in FIGURES.items()
-        if spec.model is None and all(key.rpartition("_")[0] in MODES for key in spec.inputs)
+        if spec.model is None and all(key.rpartition("_")[0] in FIGURE_MODELS[model] for key in spec.inputs)
     ]
+
+
+def figure_notes(model):
+    return imagenet_notes() if model == IMAGENET_MODEL else config["figures"]["notes"]
 
 
 rule figure:
@@ -21,10 +30,10 @@ rule figure:
     params:
         inputs=lambda w, input: " ".join(f"--input {k}={v}" for k, v in input.items()),
         preset=config["preset"],
-        notes=config["figures"]["notes"],
+        notes=lambda w: figure_notes(w.model),
     wildcard_constraints:
         figure="|".join(name for name, spec in FIGURES.items() if spec.model is None),
-        model="|".join(MODELS),
+        model="|".join(FIGURE_MODELS),
     resources:
         mem_mb=2000,
         runtime=15,
@@ -37,7 +46,7 @@ rule figure:
 
 rule figure_index:
     input:
-        expand("figures/.index/{figure}-{model}.json", figure=figure_names(), model=MODELS),
+        [f"figures/.index/{name}-{model}.json" for model in FIGURE_MODELS for name in figure_names(model)],
         [f"figures/.index/{name}-{spec.model}.json" for name, spec in FIGURES.items() if spec.model is not None],
     output:
         "figures/index.md",
