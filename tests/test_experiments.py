@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from saliency_sanity import experiments
+from saliency_sanity import experiments, similarity
 from saliency_sanity.methods import registry
 from saliency_sanity.models import build_model, save_checkpoint
 from saliency_sanity.similarity import METRICS
@@ -130,27 +130,100 @@ def test_stage_zero_is_self_similar_and_randomization_changes_gradients(cascaded
     assert (last["noise"]["spearman_signed"].abs() < 0.3).all()  # fresh noise each stage
 
 
+MAP_ARRAYS = ("original_abs", "original_signed", "maps_abs", "maps_signed")
+FLOAT16 = dict(rtol=2.0**-11, atol=1e-7)  # float16 rounding of values in [-1, 1]
+
+
+def _archive(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def _direct_grad_maps(data: dict[str, np.ndarray], normalization: str) -> tuple[np.ndarray, np.ndarray]:
+    """The stage-0 "grad" maps of the loaded model by a direct call, normalized: (abs, signed) (N, H, W)."""
+    model = build_model("cnn", seed=0).eval()
+    images = torch.from_numpy(data["images"])
+    raw = registry.get_method("grad")(model, images, torch.from_numpy(data["targets"][0]), scale=2.0)
+    return similarity.normalize_absolute(raw, normalization), similarity.normalize_signed(raw, normalization)
+
+
 def test_maps_archive_keys_shapes_and_contents(cascaded):
-    out_maps = cascaded[2]
-    with np.load(out_maps) as archive:
-        data = {key: archive[key] for key in archive.files}
-    assert set(data) == {"images", "labels", "methods", "stages", "maps", "targets", "predictions",
-                         "dataset", "model", "mode"}
+    data = _archive(cascaded[2])
+    assert set(data) == {"images", "labels", "methods", "stages", *MAP_ARRAYS, "normalization", "targets",
+                         "predictions", "dataset", "model", "mode"}  # no display: MNIST has none
     m, s = len(METHODS), 5
     assert data["images"].shape == (N_IMAGES, 1, 28, 28) and data["images"].dtype == np.float32
     assert data["labels"].tolist() == LABELS[:N_IMAGES].tolist() and data["labels"].dtype == np.int64
     assert data["methods"].tolist() == METHODS
     assert data["stages"].tolist() == ["original", "logits", "fc", "conv2", "conv1"]
-    assert data["maps"].shape == (m, s, N_IMAGES, 1, 28, 28) and data["maps"].dtype == np.float32
+    for key in ("original_abs", "original_signed"):
+        assert data[key].shape == (m, N_IMAGES, 28, 28) and data[key].dtype == np.float16, key
+    for key in ("maps_abs", "maps_signed"):  # grid_images absent: every image at every stage
+        assert data[key].shape == (m, s, N_IMAGES, 28, 28) and data[key].dtype == np.float16, key
+    assert data["original_abs"].min() >= 0 and data["original_abs"].max() <= 1
+    assert data["original_signed"].min() >= -1 and data["original_signed"].max() <= 1
+    np.testing.assert_array_equal(data["maps_abs"][:, 0], data["original_abs"])
+    np.testing.assert_array_equal(data["maps_signed"][:, 0], data["original_signed"])
+    assert str(data["normalization"]) == "max" and data["normalization"].shape == ()  # MNIST: the paper's choice
     assert data["targets"].shape == data["predictions"].shape == (s, N_IMAGES)
     assert data["targets"].dtype == data["predictions"].dtype == np.int64
     assert (str(data["dataset"]), str(data["model"]), str(data["mode"])) == ("mnist", "mnist-cnn", "cascading")
     assert data["dataset"].shape == ()
-    # stage 0 maps are the method's maps of the loaded model, with the config's params
-    model = build_model("cnn", seed=0).eval()
-    images = torch.from_numpy(data["images"])
-    expected = registry.get_method("grad")(model, images, torch.from_numpy(data["targets"][0]), scale=2.0)
-    np.testing.assert_allclose(data["maps"][0, 0], expected.numpy(), rtol=1e-5, atol=1e-7)
+    # stage 0 maps are the method's maps of the loaded model, with the config's params, normalized as compared
+    absolute, signed = _direct_grad_maps(data, "max")
+    np.testing.assert_allclose(data["original_abs"][0], absolute, **FLOAT16)
+    np.testing.assert_allclose(data["original_signed"][0], signed, **FLOAT16)
+    assert data["original_abs"][0].max() == 1.0  # max normalization: the peak is exactly 1
+
+
+def test_grid_images_keeps_every_stage_for_the_first_images_only(tmp_path, models, cascaded):
+    full = _archive(cascaded[2])
+    config = _config(grid_images=2)
+    config["similarity"]["normalization"] = "percentile"
+    _, _, out_maps = _run(tmp_path, models["cnn"], config=config)
+    data = _archive(out_maps)
+    assert data["original_abs"].shape == data["original_signed"].shape == (len(METHODS), N_IMAGES, 28, 28)
+    assert data["maps_abs"].shape == data["maps_signed"].shape == (len(METHODS), 5, 2, 28, 28)
+    np.testing.assert_array_equal(data["maps_abs"][:, 0], data["original_abs"][:, :2])
+    assert str(data["normalization"]) == "percentile"
+    absolute, signed = _direct_grad_maps(data, "percentile")
+    np.testing.assert_allclose(data["original_abs"][0], absolute, **FLOAT16)
+    np.testing.assert_allclose(data["original_signed"][0], signed, **FLOAT16)
+    assert not np.allclose(data["original_abs"], full["original_abs"])  # not the max normalization
+    # more grid images than images: all of them
+    _, _, out_maps = _run(tmp_path / "all", models["cnn"], config=_config(grid_images=50))
+    np.testing.assert_array_equal(_archive(out_maps)["maps_abs"], full["maps_abs"])
+
+
+@pytest.mark.parametrize("grid_images", [0, -1, 1.5, "2", True])
+def test_grid_images_must_be_a_positive_integer(grid_images):
+    with pytest.raises(ValueError, match="randomization.grid_images must be a positive integer"):
+        experiments.Settings.from_config(_config(grid_images=grid_images))
+
+
+def test_display_images_are_stored_when_the_caller_has_them(tmp_path):
+    maps = np.random.default_rng(0).standard_normal((N_IMAGES, 3, 8, 8))
+    prepared = similarity.prepare(maps, normalization="percentile", hog_pixels_per_cell=4)
+    result = experiments.RunResult(
+        stages=["original", "top"],
+        maps=[[experiments.KeptMaps.of(prepared)], [experiments.KeptMaps.of(prepared, 1)]],
+        targets=[np.zeros(N_IMAGES)] * 2, predictions=[np.zeros(N_IMAGES)] * 2,
+    )
+    method = registry.get_method("edges")
+    images, labels = torch.randn(N_IMAGES, 3, 8, 8), torch.zeros(N_IMAGES, dtype=torch.long)
+    display = torch.rand(N_IMAGES, 3, 8, 8, dtype=torch.float64)
+    identity = {"dataset": "imagenet", "model": "m", "mode": "cascading"}
+    path = tmp_path / "maps.npz"
+    experiments._write_maps(path, result, [method], images, labels, identity, normalization="percentile",
+                            display=display)
+    data = _archive(path)
+    assert data["display"].dtype == np.float32
+    np.testing.assert_allclose(data["display"], display.numpy(), rtol=1e-6)
+    assert data["original_abs"].shape == (1, N_IMAGES, 8, 8) and data["maps_abs"].shape == (1, 2, 1, 8, 8)
+    np.testing.assert_allclose(data["original_signed"][0], prepared.signed, **FLOAT16)
+    with pytest.raises(ValueError, match="display images have shape"):
+        experiments._write_maps(path, result, [method], images, labels, identity, normalization="percentile",
+                                display=display[:2])
 
 
 def test_targets_are_each_stages_own_prediction_or_the_true_label(tmp_path, models, cascaded):
@@ -176,16 +249,19 @@ def test_two_runs_write_identical_files(tmp_path, models, cascaded):
     _, csv_b, maps_b = _run(tmp_path, models["cnn"])
     assert csv_a.read_bytes() == csv_b.read_bytes()
     with np.load(maps_a) as a, np.load(maps_b) as b:
-        np.testing.assert_array_equal(a["maps"], b["maps"])
-        noise = a["maps"][METHODS.index("noise")]
+        for key in MAP_ARRAYS:
+            np.testing.assert_array_equal(a[key], b[key])
+        noise = a["maps_signed"][METHODS.index("noise")]
         assert not np.array_equal(noise[0], noise[1])  # a fresh draw per stage, but reproducible
 
 
 def test_independent_and_cascading_share_the_original_stage(tmp_path, models, cascaded):
     single, _, maps_i = _run(tmp_path, models["cnn"], "independent")
     with np.load(cascaded[2]) as c, np.load(maps_i) as i:
-        np.testing.assert_array_equal(c["maps"][:, :2], i["maps"][:, :2])  # original, logits: same models
-        assert not np.array_equal(c["maps"][0, 2], i["maps"][0, 2])  # fc: logits random or not
+        for key in ("maps_abs", "maps_signed"):
+            np.testing.assert_array_equal(c[key][:, :2], i[key][:, :2])  # original, logits: same models
+        np.testing.assert_array_equal(c["original_signed"], i["original_signed"])
+        assert not np.array_equal(c["maps_signed"][0, 2], i["maps_signed"][0, 2])  # fc: logits random or not
     assert (single["mode"] == "independent").all()
 
 
@@ -199,7 +275,7 @@ def test_labels_mode_needs_the_random_label_model_and_has_two_stages(tmp_path, m
     assert len(table) == N_IMAGES * len(METHODS) * 2 * len(METRICS)
     with np.load(out_maps) as data:
         assert data["stages"].tolist() == ["original", "random_labels"]
-        assert not np.array_equal(data["maps"][0, 0], data["maps"][0, 1])
+        assert not np.array_equal(data["maps_signed"][0, 0], data["maps_signed"][0, 1])
 
 
 def test_unknown_method_in_config_is_an_error_listing_the_registered_ones(tmp_path, models):
@@ -216,7 +292,8 @@ def test_a_method_that_does_not_apply_is_skipped(tmp_path, models, caplog):
     assert "cam" not in set(table.method)
     with np.load(out_maps) as data:
         assert data["methods"].tolist() == ["grad", "edges", "noise"]
-        assert data["maps"].shape[:2] == (3, 5)
+        assert data["maps_abs"].shape[:2] == data["maps_signed"].shape[:2] == (3, 5)
+        assert data["original_abs"].shape[0] == 3
 
 
 def test_bad_mode_and_missing_record_are_clear_errors(tmp_path, models):
@@ -254,4 +331,5 @@ def test_real_registry_runs_every_applicable_method(tmp_path, models, monkeypatc
     assert table.value.notna().all()
     with np.load(out_maps) as data:
         assert data["methods"].tolist() == names
-        assert np.isfinite(data["maps"]).all()
+        for key in MAP_ARRAYS:
+            assert np.isfinite(data[key]).all() and np.abs(data[key]).max() <= 1, key

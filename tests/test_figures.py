@@ -1,7 +1,9 @@
 """Figures: every registered figure renders from synthetic runner outputs; records and index.
 
-The synthetic inputs follow the runner's file contracts (DESIGN.md): 3 images, 4 methods (one a
-model-free control), original + 3 randomization stages.
+The synthetic inputs follow the runner's file contracts (DESIGN.md, and the maps archive of
+``experiments._write_maps``): 3 images, 4 methods (one a model-free control), original + 3
+randomization stages; normalized, channel-reduced float16 maps, every stage kept for the first
+GRID_IMAGES images.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from saliency_sanity.figures import (
     report_caption,
     write_index,
 )
-from saliency_sanity.figures import style
+from saliency_sanity.figures import plots, style
 from saliency_sanity.methods import METHODS, Method
+from saliency_sanity.similarity import normalize_absolute, normalize_signed
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "mnist-cnn"
@@ -40,6 +43,7 @@ STAGES = {
 }
 METRICS = ["spearman_abs", "spearman_signed", "ssim", "hog"]
 N_IMAGES, SIZE = 3, 28
+GRID_IMAGES = 2  # images whose maps are kept at every stage (randomization.grid_images)
 # Figures made for each model from the randomization outputs; the theory figures (one fixed model
 # each, FigureSpec.model) are tested in test_theory.py.
 PER_MODEL = [name for name, spec in FIGURES.items() if spec.model is None]
@@ -61,17 +65,23 @@ def _images(rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.stack(images)[:, None], 0, 1).astype(np.float32)
 
 
-def _write_maps(path: Path, mode: str, rng: np.random.Generator) -> None:
+def _write_maps(path: Path, mode: str, rng: np.random.Generator, normalization: str = "max") -> None:
+    """An archive as the runner writes it: raw maps normalized and summed over channels, float16."""
     images = _images(rng)
     stages = STAGES[mode]
-    maps = np.empty((len(METHOD_NAMES), len(stages)) + images.shape, np.float32)
+    shape = (len(METHOD_NAMES), len(stages), N_IMAGES, SIZE, SIZE)
+    absolute, signed = np.empty(shape, np.float16), np.empty(shape, np.float16)
     for m, method in enumerate(METHOD_NAMES):
         for s in range(len(stages)):
             keep = 1.0 if method in ("test_edge_control", "guided_backprop") else 1.0 / (1 + 2 * s)
-            maps[m, s] = keep * images * np.sign(rng.standard_normal(images.shape)) + (1 - keep) * rng.standard_normal(images.shape)
+            raw = keep * images * np.sign(rng.standard_normal(images.shape)) + (1 - keep) * rng.standard_normal(images.shape)
+            absolute[m, s] = normalize_absolute(raw, normalization)
+            signed[m, s] = normalize_signed(raw, normalization)
     predictions = rng.integers(0, 10, (len(stages), N_IMAGES))
     np.savez(path, images=images, labels=np.array([3, 1, 4]), methods=np.array(METHOD_NAMES),
-             stages=np.array(stages), maps=maps, targets=predictions, predictions=predictions,
+             stages=np.array(stages), original_abs=absolute[:, 0], original_signed=signed[:, 0],
+             maps_abs=absolute[:, :, :GRID_IMAGES], maps_signed=signed[:, :, :GRID_IMAGES],
+             normalization=np.array(normalization), targets=predictions, predictions=predictions,
              dataset=np.array("mnist"), model=np.array("cnn"), mode=np.array(mode))
 
 
@@ -174,9 +184,74 @@ def test_malformed_inputs_are_rejected(inputs, tmp_path):
         make_figure("similarity_cascading", MODEL, {"cascading_csv": csv}, tmp_path, preset="smoke")
     npz = tmp_path / "bad.npz"
     arrays = dict(np.load(inputs["cascading_maps"]))
-    np.savez(npz, **dict(arrays, maps=arrays["maps"][:, :2]))
-    with pytest.raises(FigureInputError, match="maps have shape"):
+    np.savez(npz, **dict(arrays, maps_signed=arrays["maps_signed"][:, :2]))
+    with pytest.raises(FigureInputError, match=r"bad.npz: maps_signed has shape \(4, 2, 2, 28, 28\), expected "
+                                               r"\(methods, stages, grid_images, H, W\) = \(4, 4, 2, 28, 28\)"):
         load_maps(npz)
+
+
+@pytest.mark.parametrize("name, bad, message", [
+    ("original_abs", lambda a: a[:, :2], r"original_abs has shape \(4, 2, 28, 28\), expected \(methods, images, H, W\)"),
+    ("original_signed", lambda a: a[..., :27], r"original_signed has shape .*expected .* = \(4, 3, 28, 28\)"),
+    ("maps_abs", lambda a: a[:, :, :, :, :5], r"maps_abs has shape \(4, 4, 2, 28, 5\)"),
+    ("maps_abs", lambda a: a[:, :, :0], r"maps_abs has shape \(4, 4, 0, 28, 28\).*1 <= G <= 3"),
+    ("maps_abs", lambda a: a.astype(np.int8), r"maps_abs has dtype int8"),
+    ("display", lambda a: np.zeros((3, 1, 14, 14), np.float32), r"display has shape \(3, 1, 14, 14\), expected "
+                                                                 r"\(images, C, H, W\) = \(3, 1, 28, 28\)"),
+    ("normalization", lambda a: np.array("l2"), r"normalization is 'l2'"),
+])
+def test_malformed_maps_archive_names_the_array(inputs, tmp_path, name, bad, message):
+    arrays = dict(np.load(inputs["cascading_maps"]))
+    npz = tmp_path / "bad.npz"
+    np.savez(npz, **dict(arrays, **{name: bad(arrays.get(name))}))
+    with pytest.raises(FigureInputError, match=message):
+        load_maps(npz)
+
+
+def test_missing_arrays_and_old_raw_maps_archive_are_named(inputs, tmp_path):
+    arrays = dict(np.load(inputs["cascading_maps"]))
+    npz = tmp_path / "old.npz"
+    old = {k: v for k, v in arrays.items() if k not in ("original_abs", "original_signed", "maps_abs", "maps_signed")}
+    np.savez(npz, **old, maps=np.zeros((4, 4, 3, 1, 28, 28), np.float32))
+    with pytest.raises(FigureInputError, match=r"old.npz: missing array\(s\) \['original_abs', 'original_signed', "
+                                               r"'maps_abs', 'maps_signed'\].*older runner"):
+        load_maps(npz)
+
+
+def test_cascading_grid_needs_an_image_kept_at_every_stage(inputs):
+    data = {"cascading_maps": load_maps(inputs["cascading_maps"])}
+    assert data["cascading_maps"].grid_images == GRID_IMAGES and data["cascading_maps"].n_images == N_IMAGES
+    plots.cascading_grid(data, MODEL, image=GRID_IMAGES - 1)
+    with pytest.raises(FigureInputError, match=r"first 2 image\(s\) only, not image 2; raise the config key "
+                                               r"randomization.grid_images"):
+        plots.cascading_grid(data, MODEL, image=GRID_IMAGES)
+    with pytest.raises(FigureInputError, match="no image 3; it has 3"):
+        plots.cascading_grid(data, MODEL, image=N_IMAGES)
+    fig, _ = plots.methods_vs_edges(data, MODEL, n_images=N_IMAGES)  # stage 0 of every image, grid or not
+    assert len(fig.axes) > 3 * len(METHOD_NAMES)
+
+
+def test_figures_show_the_archives_maps_display_and_normalization(inputs, tmp_path):
+    arrays = dict(np.load(inputs["cascading_maps"]))
+    display = np.random.default_rng(3).random((N_IMAGES, 1, SIZE, SIZE)).astype(np.float32)
+    npz = tmp_path / "display.npz"
+    np.savez(npz, **arrays, display=display)
+    m = load_maps(npz)
+    np.testing.assert_array_equal(m.input_image(1), display[1])  # display, not images, is the input shown
+    np.testing.assert_array_equal(m.original("gradient", 2, signed=True),
+                                  arrays["original_signed"][METHOD_NAMES.index("gradient"), 2])
+    np.testing.assert_array_equal(m.map("gradient", 3, 1), arrays["maps_abs"][METHOD_NAMES.index("gradient"), 3, 1])
+    fig, facts = plots.cascading_grid({"cascading_maps": m}, MODEL, image=1)
+    first_input = fig.axes[0].get_images()[0].get_array()
+    np.testing.assert_array_equal(first_input, display[1, 0])
+    assert "divided per panel by their maximum" in facts
+    assert load_maps(inputs["cascading_maps"]).display is None
+    np.testing.assert_array_equal(load_maps(inputs["cascading_maps"]).input_image(1), arrays["images"][1])
+    _write_maps(npz, "cascading", np.random.default_rng(4), normalization="percentile")
+    for signed, text in ((False, "divided per panel by their 99th percentile and clipped to [0, 1]"),
+                         (True, "99th percentile of their magnitude and clipped to [-1, 1]")):
+        _, facts = plots.cascading_grid({"cascading_maps": load_maps(npz)}, MODEL, signed=signed)
+        assert text in facts
 
 
 def test_report_captions_match_the_registry():
@@ -202,12 +277,17 @@ def test_method_order_and_colours_are_keyed_by_name():
     assert style.method_colour("zz_unregistered") == style.method_colour("zz_unregistered")
 
 
-def test_display_map_normalizes_per_panel():
-    attribution = np.array([[[1.0, -2.0]], [[-3.0, 0.0]]])  # (C=2, H=1, W=2)
-    np.testing.assert_allclose(style.display_map(attribution), [[1.0, 0.5]])  # |.| summed: 4, 2
-    np.testing.assert_allclose(style.display_map(attribution, signed=True), [[-1.0, -1.0]])  # sums: -2, -2
-    np.testing.assert_array_equal(style.display_map(np.zeros((1, 2, 2))), np.zeros((2, 2)))
-    assert style.display_map(np.full((1, 2, 2), np.nan)) is None
+def test_display_map_shows_the_stored_normalized_values_as_given():
+    stored = np.array([[0.25, 0.5]], np.float16)  # the archive's maps are normalized already
+    panel = style.display_map(stored)
+    assert panel.dtype == np.float32
+    np.testing.assert_array_equal(panel, [[0.25, 0.5]])  # not divided by its max
+    np.testing.assert_array_equal(style.display_map(np.array([[-0.5, 0.25]]), signed=True), [[-0.5, 0.25]])
+    np.testing.assert_array_equal(style.display_map(np.zeros((2, 2))), np.zeros((2, 2)))
+    assert style.display_map(np.full((2, 2), np.nan)) is None
+    assert style.display_map(np.zeros((0, 0))) is None
+    with pytest.raises(ValueError, match=r"one \(H, W\) map"):
+        style.display_map(np.zeros((1, 2, 2)))
 
 
 def test_mean_ci_brackets_the_mean_and_drops_nan():

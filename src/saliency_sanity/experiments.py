@@ -4,13 +4,18 @@ One run = one checkpoint x one mode (``cascading``, ``independent`` or ``labels`
 the stage's model is built once, one forward pass gives the predictions (and so the targets),
 then every registered method that applies explains all images at once, and each map is
 compared with the stage-0 map of the same image and method on the four metrics of
-:mod:`saliency_sanity.similarity`. Outputs are the tidy CSV and the maps archive described in
-DESIGN.md (file contracts).
+:mod:`saliency_sanity.similarity`. Outputs are the tidy CSV described in DESIGN.md (file contracts)
+and the maps archive (:func:`_write_maps`): the normalized maps as compared, in float16, at stage 0
+for every image and at every stage for the first ``randomization.grid_images`` images.
 
 Seeding: the randomized weights come from ``config['seed']`` (see :mod:`randomization`); a
-stochastic method gets a generator on the device seeded from ``(seed, stage_index, method)``, so
-a rerun reproduces every map and stage 0 is the same in every mode. Model-free deterministic
-methods (edge detectors) do not depend on the stage and are computed once and reused.
+stochastic method gets a generator on the device seeded from ``(seed, stage_index, noise_key)``
+(the method's name, unless methods share a noise stream: SmoothGrad, SmoothGrad-squared and
+VarGrad see the same noisy copies), so a rerun reproduces every map and stage 0 is the same in
+every mode. Model-free deterministic methods (edge detectors) do not depend on the stage and are
+computed once and reused. Within a stage, methods share work (:mod:`methods.reuse`): the three
+smoothings above reduce one set of samples, Guided Grad-CAM reuses the Guided Backprop and
+Grad-CAM maps; the first method of such a group pays the time, the others log near zero.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import saliency_sanity.methods  # noqa: F401  (importing the package registers e
 from saliency_sanity import similarity
 from saliency_sanity.data import load_split
 from saliency_sanity.methods.registry import Method, available_methods, get_method
+from saliency_sanity.methods.reuse import Memo, shared_work
 from saliency_sanity.models import SanityModel, load_checkpoint
 from saliency_sanity.randomization import ORIGINAL, RANDOMIZATIONS, Stage, derive_seed
 from saliency_sanity.runtime import resolve_device
@@ -61,6 +67,7 @@ class Settings:
     ssim_gaussian: bool
     batchnorm: str = "keep"
     images: dict[str, Any] | None = None  # natural-image source (ImageNet models): source, labels, size
+    grid_images: int | None = None  # images whose maps the archive keeps at every stage (first n); None: all
 
     @classmethod
     def from_config(cls, config: dict) -> Settings:
@@ -72,6 +79,11 @@ class Settings:
         n_images = int(randomization.get("n_images", 0))
         if n_images < 1:
             raise ValueError(f"randomization.n_images must be a positive integer, got {n_images}")
+        grid_images = randomization.get("grid_images")
+        if grid_images is not None and (isinstance(grid_images, bool) or not isinstance(grid_images, int)
+                                        or grid_images < 1):
+            raise ValueError(f"randomization.grid_images must be a positive integer (or absent: all images), "
+                             f"got {grid_images!r}")
         params = {name: dict(p or {}) for name, p in (config.get("methods") or {}).items()}
         batchnorm = randomization.get("batchnorm", "keep")
         if batchnorm not in BATCHNORM:
@@ -93,6 +105,7 @@ class Settings:
             ssim_gaussian=bool(sim.get("ssim_gaussian", True)),
             batchnorm=batchnorm,
             images=config.get("images"),
+            grid_images=grid_images,
         )
 
     def normalization_for(self, dataset: str) -> str:
@@ -152,8 +165,8 @@ def _call_params(method: Method, settings: Settings, stage_index: int, device: t
     params = dict(settings.method_params.get(method.name, {}))
     if "batch_size" in method.accepts():
         params.setdefault("batch_size", settings.batch_size)
-    if method.stochastic:
-        seed = derive_seed(settings.seed, "stage", stage_index, "method", method.name)
+    if method.stochastic:  # methods with one noise_key get the same noise (and so share samples)
+        seed = derive_seed(settings.seed, "stage", stage_index, "method", method.noise_key)
         params["generator"] = torch.Generator(device=device).manual_seed(seed)
     if method.needs_baseline:
         params.setdefault("baseline", None)  # the method's default: zeros in input space
@@ -191,12 +204,25 @@ def _explain(
     return maps
 
 
+@dataclass(frozen=True)
+class KeptMaps:
+    """One method's maps at one stage as the archive keeps them: the normalized, channel-reduced maps
+    that were compared (:class:`similarity.PreparedMaps`), in float16, for the first ``n`` images."""
+
+    absolute: np.ndarray  # (n, H, W) float16 in [0, 1]
+    signed: np.ndarray  # (n, H, W) float16 in [-1, 1]
+
+    @classmethod
+    def of(cls, prepared: similarity.PreparedMaps, n: int | None = None) -> KeptMaps:
+        return cls(prepared.absolute[:n].astype(np.float16), prepared.signed[:n].astype(np.float16))
+
+
 @dataclass
 class RunResult:
-    """Raw outputs of a run, gathered stage by stage."""
+    """Outputs of a run, gathered stage by stage."""
 
     stages: list[str] = field(default_factory=list)
-    maps: list[list[np.ndarray]] = field(default_factory=list)  # [stage][method] (N, C, H, W)
+    maps: list[list[KeptMaps]] = field(default_factory=list)  # [stage][method]: all images at stage 0, else grid
     targets: list[np.ndarray] = field(default_factory=list)
     predictions: list[np.ndarray] = field(default_factory=list)
     scores: list[dict[str, dict[str, list[float]]]] = field(default_factory=list)  # [stage][method][metric]
@@ -216,17 +242,23 @@ def _explain_stages(
     reference: dict[str, similarity.PreparedMaps] = {}
     reusable: dict[str, np.ndarray] = {}  # model-free deterministic maps: the same at every stage
     seconds: dict[str, float] = defaultdict(float)
+    reused: set[str] = set()  # methods that took work another method had done at the same stage
     for index, name, model in stages:
+        memo = Memo()  # the stage's shared work (reuse.py), dropped with the stage
         predictions = _forward(model, images, settings.batch_size)
         targets = predictions if settings.explain == "predicted" else labels
         stage_maps, stage_scores = [], {}
         for method in methods:
             progress.set_postfix_str(f"{name}: {method.name}")
-            start = time.perf_counter()
-            maps = _explain(method, model, images, targets, _call_params(method, settings, index, device), reusable)
+            start, hits = time.perf_counter(), memo.hits
+            with shared_work(memo):
+                maps = _explain(method, model, images, targets, _call_params(method, settings, index, device), reusable)
             elapsed = time.perf_counter() - start
             seconds[method.name] += elapsed
-            log.debug("stage %d %s, %s: %.3f s", index, name, method.name, elapsed)
+            if memo.hits > hits:
+                reused.add(method.name)
+            log.debug("stage %d %s, %s: %.3f s%s", index, name, method.name, elapsed,
+                      " (reused shared work)" if memo.hits > hits else "")
             prepared = similarity.prepare(
                 maps, normalization=normalization, hog_pixels_per_cell=settings.hog_pixels_per_cell
             )
@@ -234,16 +266,19 @@ def _explain_stages(
             stage_scores[method.name] = similarity.compare(
                 reference[method.name], prepared, ssim_gaussian=settings.ssim_gaussian
             )
-            stage_maps.append(maps)
+            stage_maps.append(KeptMaps.of(prepared, None if index == 0 else settings.grid_images))
             progress.update()
         result.stages.append(name)
         result.maps.append(stage_maps)
         result.targets.append(targets.cpu().numpy())
         result.predictions.append(predictions.cpu().numpy())
         result.scores.append(stage_scores)
-        del model  # free the stage's model before the next one is built
+        memo.clear()
+        del model  # free the stage's model (and the stage's shared work) before the next one is built
     for method in methods:
-        log.info("%s: %.2f s over %d stages", method.name, seconds[method.name], len(result.stages))
+        log.info("%s: %.2f s over %d stages%s", method.name, seconds[method.name], len(result.stages),
+                 " (reused work of a method that ran before it at the same stage, which paid for it)"
+                 if method.name in reused else "")
     return result
 
 
@@ -281,18 +316,51 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
 
 
 def _write_maps(path: Path, result: RunResult, methods: list[Method], images: torch.Tensor,
-                labels: torch.Tensor, identity: dict[str, str]) -> None:
-    maps = np.stack([np.stack(stage_maps) for stage_maps in result.maps], axis=1).astype(np.float32)
+                labels: torch.Tensor, identity: dict[str, str], *, normalization: str,
+                display: torch.Tensor | None = None) -> None:
+    """The maps archive: the maps as compared (normalized, summed over channels), not the raw maps.
+
+    With M methods, S stages, N images (C, H, W) and G = min(grid_images, N) grid images:
+
+    - ``original_abs``, ``original_signed``: (M, N, H, W) float16, stage 0 of every image;
+    - ``maps_abs``, ``maps_signed``: (M, S, G, H, W) float16, every stage of the first G images;
+    - ``normalization``: "max" or "percentile" (0-d str), how the maps were normalized
+      (:mod:`saliency_sanity.similarity`): absolute maps in [0, 1], signed maps in [-1, 1];
+    - ``images`` (N, C, H, W) float32, the model's input; ``display`` (N, C, H, W) float32 in
+      [0, 1], what figures show as the input, only when the caller has one;
+    - ``labels`` (N,), ``targets`` and ``predictions`` (S, N) int64; ``methods`` (M,), ``stages``
+      (S,) str; ``dataset``, ``model``, ``mode`` (0-d str).
+
+    float16 is safe because the maps are normalized first: on [-1, 1] its rounding error is at
+    most 2**-12 (about 2.4e-4), far below the 2**-8 steps of an 8-bit colour map. The figures
+    read these arrays; the similarity scores come from the float64 maps, before rounding.
+    """
+    n = len(images)
+    grid = min(kept.absolute.shape[0] for stage in result.maps for kept in stage)  # stage 0 keeps all n
+
+    def every_stage(kind: str) -> np.ndarray:
+        return np.stack([np.stack([getattr(kept, kind)[:grid] for kept in stage]) for stage in result.maps], axis=1)
+
     arrays = {
         "images": images.cpu().numpy().astype(np.float32),
         "labels": labels.cpu().numpy().astype(np.int64),
         "methods": np.array([m.name for m in methods], dtype=str),
         "stages": np.array(result.stages, dtype=str),
-        "maps": maps,
+        "original_abs": np.stack([kept.absolute for kept in result.maps[0]]),
+        "original_signed": np.stack([kept.signed for kept in result.maps[0]]),
+        "maps_abs": every_stage("absolute"),
+        "maps_signed": every_stage("signed"),
+        "normalization": np.array(normalization, dtype=str),
         "targets": np.stack(result.targets).astype(np.int64),
         "predictions": np.stack(result.predictions).astype(np.int64),
         **{key: np.array(value, dtype=str) for key, value in identity.items()},
     }
+    if display is not None:
+        shown = display.detach().cpu().numpy().astype(np.float32)
+        if shown.ndim != 4 or shown.shape[0] != n or shown.shape[2:] != arrays["images"].shape[2:]:
+            raise ValueError(f"display images have shape {shown.shape}, expected (N, C, H, W) with N, H, W "
+                             f"of the images {arrays['images'].shape}")
+        arrays["display"] = shown
     _atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
@@ -364,5 +432,5 @@ def run_randomization_test(
 
     table = _table(result, methods, np.arange(len(images)), identity)
     _atomic_write(Path(out_csv), lambda handle: handle.write(table.to_csv(index=False).encode()))
-    _write_maps(Path(out_maps), result, methods, images, labels, identity)
+    _write_maps(Path(out_maps), result, methods, images, labels, identity, normalization=normalization, display=display)
     return table

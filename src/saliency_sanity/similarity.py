@@ -157,18 +157,24 @@ class PreparedMaps:
     """
 
     absolute: np.ndarray  # (N, H, W) normalized absolute maps in [0, 1]
+    signed: np.ndarray  # (N, H, W) normalized signed maps in [-1, 1]
     abs_ranks: Ranks
     signed_ranks: Ranks
     hog_ranks: Ranks
 
 
 def prepare(maps: MapsLike, *, normalization: str = "max", hog_pixels_per_cell: int = 7) -> PreparedMaps:
-    """Normalize a batch of raw maps (N, C, H, W) and precompute their ranks and HOG features."""
+    """Normalize a batch of raw maps (N, C, H, W) and precompute their ranks and HOG features.
+
+    The normalized (N, H, W) maps are kept too: the runner's maps archive stores them as compared.
+    """
     absolute = normalize_absolute(maps, normalization)
+    signed = normalize_signed(maps, normalization)
     return PreparedMaps(
         absolute=absolute,
+        signed=signed,
         abs_ranks=Ranks.of(absolute),
-        signed_ranks=Ranks.of(normalize_signed(maps, normalization)),
+        signed_ranks=Ranks.of(signed),
         hog_ranks=Ranks.of(hog_features(absolute, hog_pixels_per_cell)),
     )
 

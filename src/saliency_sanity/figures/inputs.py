@@ -13,8 +13,11 @@ import numpy as np
 import pandas as pd
 
 CSV_COLUMNS = ("dataset", "model", "mode", "stage", "stage_index", "method", "metric", "image", "value")
-NPZ_ARRAYS = ("images", "labels", "methods", "stages", "maps", "targets", "predictions")
-NPZ_NAMES = ("dataset", "model", "mode")
+NPZ_ARRAYS = ("images", "labels", "methods", "stages", "original_abs", "original_signed", "maps_abs", "maps_signed",
+              "targets", "predictions")
+NPZ_NAMES = ("dataset", "model", "mode", "normalization")
+NPZ_OPTIONAL = ("display",)
+NORMALIZATIONS = ("max", "percentile")
 N_BOOT = 1000
 CI_LEVEL = 0.95
 
@@ -25,22 +28,60 @@ class FigureInputError(ValueError):
 
 @dataclass(frozen=True)
 class MapSet:
-    """The raw maps of one randomization run: ``maps[method, stage, image]`` is (C, H, W)."""
+    """The maps archive of one randomization run (see ``experiments._write_maps``).
+
+    Maps are stored as compared: normalized (``normalization``: "max" or "percentile"), summed
+    over channels, float16; absolute in [0, 1], signed in [-1, 1]. ``original_abs`` /
+    ``original_signed`` are (methods, images, H, W) at stage 0; ``maps_abs`` / ``maps_signed``
+    are (methods, stages, grid_images, H, W), every stage of the first ``grid_images`` images.
+    """
 
     path: Path
     images: np.ndarray
     labels: np.ndarray
     methods: list[str]
     stages: list[str]
-    maps: np.ndarray
+    original_abs: np.ndarray
+    original_signed: np.ndarray
+    maps_abs: np.ndarray
+    maps_signed: np.ndarray
     targets: np.ndarray
     predictions: np.ndarray
     dataset: str
     model: str
     mode: str
+    normalization: str
+    display: np.ndarray | None = None  # (images, C, H, W) in [0, 1]: the input as figures show it
 
-    def map(self, method: str, stage: int, image: int) -> np.ndarray:
-        return self.maps[self.methods.index(method), stage, image]
+    @property
+    def n_images(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def grid_images(self) -> int:
+        """How many images (the first ones) have their maps at every stage."""
+        return self.maps_abs.shape[2]
+
+    def original(self, method: str, image: int, signed: bool = False) -> np.ndarray:
+        """The (H, W) stage-0 map of ``image`` by ``method``."""
+        return (self.original_signed if signed else self.original_abs)[self.methods.index(method), image]
+
+    def map(self, method: str, stage: int, image: int, signed: bool = False) -> np.ndarray:
+        """The (H, W) map of ``image`` by ``method`` at ``stage``; only the first grid_images images."""
+        self.require_grid_image(image)
+        return (self.maps_signed if signed else self.maps_abs)[self.methods.index(method), stage, image]
+
+    def require_grid_image(self, image: int) -> None:
+        if not 0 <= image < self.grid_images:
+            raise FigureInputError(
+                f"{self.path}: the maps of every stage are kept for the first {self.grid_images} image(s) only, "
+                f"not image {image}; raise the config key randomization.grid_images (imagenet.grid_images for "
+                f"the ImageNet model) and rerun the randomization step"
+            )
+
+    def input_image(self, image: int) -> np.ndarray:
+        """The (C, H, W) input as figures show it: ``display`` where the archive has it, else ``images``."""
+        return (self.display if self.display is not None else self.images)[image]
 
 
 def load_similarity(path: Path) -> pd.DataFrame:
@@ -60,8 +101,10 @@ def load_maps(path: Path) -> MapSet:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in NPZ_ARRAYS + NPZ_NAMES if k not in npz.files]
             if missing:
-                raise FigureInputError(f"{path}: missing array(s) {missing}; it has {sorted(npz.files)}")
-            arrays = {k: npz[k] for k in NPZ_ARRAYS + NPZ_NAMES}
+                hint = (" (an archive of raw maps from an older runner: rerun the randomization step)"
+                        if "maps" in npz.files else "")
+                raise FigureInputError(f"{path}: missing array(s) {missing}; it has {sorted(npz.files)}{hint}")
+            arrays = {k: npz[k] for k in NPZ_ARRAYS + NPZ_NAMES + NPZ_OPTIONAL if k in npz.files}
     except ValueError as err:
         if isinstance(err, FigureInputError):
             raise
@@ -74,26 +117,47 @@ def load_maps(path: Path) -> MapSet:
         labels=arrays["labels"],
         methods=[str(m) for m in arrays["methods"]],
         stages=[str(s) for s in arrays["stages"]],
-        maps=arrays["maps"],
+        original_abs=arrays["original_abs"],
+        original_signed=arrays["original_signed"],
+        maps_abs=arrays["maps_abs"],
+        maps_signed=arrays["maps_signed"],
         targets=arrays["targets"],
         predictions=arrays["predictions"],
+        display=arrays.get("display"),
         **{k: str(arrays[k][()]) for k in NPZ_NAMES},
     )
     _check_shapes(maps)
     return maps
 
 
+def _check_array(m: MapSet, name: str, expected: tuple, layout: str) -> None:
+    array = getattr(m, name)
+    if array.shape != expected:
+        raise FigureInputError(f"{m.path}: {name} has shape {array.shape}, expected {layout} = {expected}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise FigureInputError(f"{m.path}: {name} has dtype {array.dtype}, expected floating point (float16)")
+
+
 def _check_shapes(m: MapSet) -> None:
+    if m.images.ndim != 4:
+        raise FigureInputError(f"{m.path}: images has shape {m.images.shape}, expected (images, C, H, W)")
     n = m.images.shape[0]
     if not (m.methods and m.stages and n):
         raise FigureInputError(f"{m.path}: needs at least one method, stage and image; it has "
                                f"{len(m.methods)}, {len(m.stages)} and {n}")
-    expected = (len(m.methods), len(m.stages), n) + m.images.shape[1:]
-    if m.images.ndim != 4 or m.maps.shape != expected:
-        raise FigureInputError(
-            f"{m.path}: maps have shape {m.maps.shape}, expected (methods, stages, images, C, H, W) = "
-            f"{expected} from images {m.images.shape}"
-        )
+    methods, stages, size = len(m.methods), len(m.stages), m.images.shape[2:]
+    for name in ("original_abs", "original_signed"):
+        _check_array(m, name, (methods, n) + size, "(methods, images, H, W)")
+    if m.maps_abs.ndim != 5 or not 1 <= m.maps_abs.shape[2] <= n:
+        raise FigureInputError(f"{m.path}: maps_abs has shape {m.maps_abs.shape}, expected (methods, stages, "
+                               f"grid_images, H, W) = {(methods, stages, 'G') + size} with 1 <= G <= {n}")
+    for name in ("maps_abs", "maps_signed"):
+        _check_array(m, name, (methods, stages, m.maps_abs.shape[2]) + size, "(methods, stages, grid_images, H, W)")
+    if m.display is not None:
+        channels = m.display.shape[1] if m.display.ndim == 4 else "C"
+        _check_array(m, "display", (n, channels) + size, "(images, C, H, W)")
+    if m.normalization not in NORMALIZATIONS:
+        raise FigureInputError(f"{m.path}: normalization is {m.normalization!r}, expected one of {NORMALIZATIONS}")
     for key in ("targets", "predictions"):
         if getattr(m, key).shape != (len(m.stages), n):
             raise FigureInputError(f"{m.path}: {key} has shape {getattr(m, key).shape}, expected {(len(m.stages), n)}")

@@ -69,8 +69,9 @@ def _with_spacers(group_sizes: list[int]) -> tuple[list[float], list[int]]:
     return ratios, index
 
 
-def _show_map(ax: Axes, attribution: np.ndarray, signed: bool) -> None:
-    panel = style.display_map(attribution, signed)
+def _show_map(ax: Axes, stored: np.ndarray, signed: bool) -> None:
+    """One stored, already normalized (H, W) map: absolute on [0, 1], signed on [-1, 1]."""
+    panel = style.display_map(stored, signed)
     if panel is None:
         ax.text(0.5, 0.5, "n/a", ha="center", va="center", transform=ax.transAxes, color="0.4")
         return
@@ -91,16 +92,31 @@ def _title_method(ax: Axes, method: str) -> None:
                  style="italic" if control else "normal")
 
 
-def _map_colorbar(fig: Figure | SubFigure, axes: np.ndarray, signed: bool) -> None:
+_COLORBAR_LABELS = {
+    ("max", False): "|map| / max |map|",
+    ("max", True): "signed map / max |map|",
+    ("percentile", False): "|map| / P99 |map|, clipped",
+    ("percentile", True): "signed map / P99 |map|, clipped",
+}
+
+
+def _map_colorbar(fig: Figure | SubFigure, axes: np.ndarray, signed: bool, normalization: str = "max") -> None:
     norm = Normalize(-1, 1) if signed else Normalize(0, 1)
     cmap = colormaps[SIGNED_CMAP if signed else ABS_CMAP]
-    label = "signed map / max |map|" if signed else "|map| / max |map|"
+    label = _COLORBAR_LABELS[normalization, signed]
     bar = fig.colorbar(ScalarMappable(norm, cmap), ax=list(axes.flat), shrink=min(0.6, 3 / axes.shape[0]),
                        aspect=15, pad=0.02, label=label)
     bar.ax.tick_params(labelsize=7)
 
 
-def _normalization_text(signed: bool) -> str:
+def _normalization_text(signed: bool, normalization: str) -> str:
+    """How the maps shown were normalized, from the archive's record (``max`` or ``percentile``)."""
+    if normalization == "percentile":
+        if signed:
+            return ("Signed maps summed over channels, divided per panel by the 99th percentile of their magnitude "
+                    "and clipped to [-1, 1] (red +, blue -).")
+        return ("Absolute maps summed over channels, divided per panel by their 99th percentile and clipped to "
+                "[0, 1] (white: most important).")
     if signed:
         return "Signed maps summed over channels, divided per panel by their largest magnitude (red +, blue -)."
     return "Absolute maps summed over channels, divided per panel by their maximum (white: most important)."
@@ -115,8 +131,9 @@ def _explained_class(m: MapSet) -> str:
     return "Each map explains the target class recorded by the runner."
 
 
-def _pick_images(m: MapSet, n_images: int) -> list[int]:
-    return list(range(min(n_images, m.images.shape[0])))
+def _pick_images(m: MapSet, n_images: int, *, every_stage: bool = False) -> list[int]:
+    """The first n images; with ``every_stage``, only those whose maps the archive keeps at every stage."""
+    return list(range(min(n_images, m.grid_images if every_stage else m.n_images)))
 
 
 def methods_vs_edges(data: dict, model: str, *, n_images: int = 3) -> tuple[Figure, str]:
@@ -129,24 +146,25 @@ def methods_vs_edges(data: dict, model: str, *, n_images: int = 3) -> tuple[Figu
                  layout="constrained")
     axes = _grid(fig, len(images), [["input"], methods, controls])
     for r, i in enumerate(images):
-        _show_image(axes[r, 0], m.images[i])
+        _show_image(axes[r, 0], m.input_image(i))
         axes[r, 0].set_ylabel(f"test image {i}\nlabel {m.labels[i]}, pred {m.predictions[0, i]}", fontsize=8)
         for c, method in enumerate(methods + controls, start=1):
-            _show_map(axes[r, c], m.map(method, 0, i), signed=False)
+            _show_map(axes[r, c], m.original(method, i), signed=False)
             if r == 0:
                 _title_method(axes[r, c], method)
     axes[0, 0].set_title("input", fontsize=8)
-    _map_colorbar(fig, axes[:, 1:], signed=False)
+    _map_colorbar(fig, axes[:, 1:], False, m.normalization)
     fig.suptitle(f"{model}: saliency maps of the trained model vs. model-free controls (grey titles)")
-    facts = (f"Test images {_list(images)}. {_normalization_text(False)} {_explained_class(m)}")
+    facts = (f"Test images {_list(images)}. {_normalization_text(False, m.normalization)} {_explained_class(m)}")
     return fig, facts
 
 
 def cascading_grid(data: dict, model: str, *, image: int = 0, signed: bool = False) -> tuple[Figure, str]:
     """Paper Fig. 2: one image's maps (rows: methods) as blocks are randomized from the top."""
     m: MapSet = data["cascading_maps"]
-    if not 0 <= image < m.images.shape[0]:
-        raise FigureInputError(f"{m.path}: no image {image}; it has {m.images.shape[0]}")
+    if not 0 <= image < m.n_images:
+        raise FigureInputError(f"{m.path}: no image {image}; it has {m.n_images}")
+    m.require_grid_image(image)  # every stage's maps are kept for the first grid_images images only
     methods, controls = _split_controls(m.methods)
     rows = methods + controls
     n_stages = len(m.stages)
@@ -154,23 +172,23 @@ def cascading_grid(data: dict, model: str, *, image: int = 0, signed: bool = Fal
                  layout="constrained")
     axes = _grid(fig, len(rows), [["input"], m.stages], row_groups=[len(methods), len(controls)])
     title_size = 8 if max(len(s) for s in m.stages) <= 10 else 6.5  # Inception's long block names
-    _show_image(axes[0, 0], m.images[image])
+    _show_image(axes[0, 0], m.input_image(image))
     axes[0, 0].set_title(f"input\n(label {m.labels[image]})", fontsize=8)
     for r, method in enumerate(rows):
         for s, stage in enumerate(m.stages):
             ax = axes[r, s + 1]
-            _show_map(ax, m.map(method, s, image), signed)
+            _show_map(ax, m.map(method, s, image, signed), signed)
             if r == 0:
                 ax.set_title(f"{stage}\npred {m.predictions[s, image]}", fontsize=title_size)
         label_ax = axes[r, 1]
         control = style.is_control(method)
         label_ax.set_ylabel(style.method_label(method, 14), rotation=0, ha="right", va="center", fontsize=8,
                             color="0.35" if control else "black", style="italic" if control else "normal")
-    _map_colorbar(fig, axes[:, 1:], signed)
+    _map_colorbar(fig, axes[:, 1:], signed, m.normalization)
     kind = "signed" if signed else "absolute"
     fig.suptitle(f"{model}: cascading randomization, {kind} maps (columns: randomized down to this block)")
     facts = (f"Test image {image} (label {m.labels[image]}); the column title gives the block randomized last "
-             f"(with all blocks above it) and that model's prediction. {_normalization_text(signed)} "
+             f"(with all blocks above it) and that model's prediction. {_normalization_text(signed, m.normalization)} "
              f"{_explained_class(m)}")
     return fig, facts
 
@@ -253,7 +271,7 @@ def label_randomization(data: dict, model: str, *, n_images: int = 2, signed: bo
     table: pd.DataFrame = data["labels_csv"]
     if len(m.stages) < 2:
         raise FigureInputError(f"{m.path}: expected stages (original, random_labels), got {m.stages}")
-    images = _pick_images(m, n_images)
+    images = _pick_images(m, n_images, every_stage=True)
     methods, controls = _split_controls(m.methods)
     n_cols = 1 + len(methods) + len(controls)
     bar_methods = style.order_methods(table["method"])
@@ -265,7 +283,7 @@ def label_randomization(data: dict, model: str, *, n_images: int = 2, signed: bo
     _label_bars(bottom, table, bar_methods)
     fig.suptitle(f"{model}: data randomization (true vs. random labels)")
     n = _n_images(table)
-    facts = (f"Top: test images {_list(images)}. {_normalization_text(signed)} {_explained_class(m)} "
+    facts = (f"Top: test images {_list(images)}. {_normalization_text(signed, m.normalization)} {_explained_class(m)} "
              f"Bottom: mean over {n} test images; "
              f"whiskers: 95 % bootstrap confidence interval ({N_BOOT} resamples); hatched: model-free controls.")
     return fig, facts
@@ -278,15 +296,15 @@ def _label_maps(fig: SubFigure, m: MapSet, images: list[int], methods: list[str]
         for s in (0, 1):
             r = 2 * k + s
             if s == 0:
-                _show_image(axes[r, 0], m.images[i])
+                _show_image(axes[r, 0], m.input_image(i))
             axes[r, 0].set_ylabel(f"image {i}\n{stage_titles[s]}\npred {m.predictions[s, i]}", fontsize=8,
                                   rotation=0, ha="right", va="center")
             for c, method in enumerate(methods, start=1):
-                _show_map(axes[r, c], m.map(method, s, i), signed)
+                _show_map(axes[r, c], m.map(method, s, i, signed), signed)
                 if r == 0:
                     _title_method(axes[r, c], method)
     axes[0, 0].set_title("input", fontsize=8)
-    _map_colorbar(fig, axes[:, 1:], signed)
+    _map_colorbar(fig, axes[:, 1:], signed, m.normalization)
 
 
 def _label_bars(fig: SubFigure, table: pd.DataFrame, methods: list[str]) -> None:

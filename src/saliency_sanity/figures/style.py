@@ -128,18 +128,20 @@ def order_metrics(metrics) -> list[str]:
     return sorted(unique, key=lambda m: _rank(m, METRIC_ORDER))
 
 
-def display_map(attribution: np.ndarray, signed: bool = False) -> np.ndarray | None:
-    """A (C, H, W) map as one (H, W) panel, normalized per panel as in the paper's figures.
+def display_map(panel: np.ndarray, signed: bool = False) -> np.ndarray | None:
+    """A stored (H, W) map as the panel to show, its values as given.
 
-    Absolute: sum of |map| over channels divided by its max, in [0, 1]. Signed: channel sum
-    divided by its largest magnitude, in [-1, 1]. None where the map is missing (non-finite),
-    e.g. a method that does not apply to the model; an all-zero map stays zero.
+    The maps archive holds maps already normalized per panel by the runner (summed over channels;
+    absolute in [0, 1], shown with vmin 0 / vmax 1; signed in [-1, 1], shown with vmin -1 / vmax 1),
+    so nothing is rescaled here; ``signed`` only says which range the values are in. None where
+    the map is missing (empty or non-finite), e.g. a method that does not apply to the model.
     """
-    if not np.all(np.isfinite(attribution)):
+    panel = np.asarray(panel, dtype=np.float32)  # float16 in the archive; imshow wants float32
+    if panel.size == 0 or not np.all(np.isfinite(panel)):
         return None
-    panel = attribution.sum(axis=0) if signed else np.abs(attribution).sum(axis=0)
-    scale = np.abs(panel).max()
-    return panel / scale if scale > 0 else np.zeros_like(panel)
+    if panel.ndim != 2:
+        raise ValueError(f"expected one (H, W) map, got shape {panel.shape}")
+    return panel
 
 
 def display_image(image: np.ndarray) -> tuple[np.ndarray, str | None]:
