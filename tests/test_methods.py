@@ -239,6 +239,8 @@ def test_noise_is_drawn_on_the_inputs_device(name, shipped_models, images):
     x, t = images.cuda(), torch.zeros(3, dtype=torch.long, device="cuda")
     gen = lambda: torch.Generator(device="cuda").manual_seed(0)  # noqa: E731
     first = get_method(name)(cuda_model, x, t, generator=gen())
-    assert first.device == x.device and torch.equal(first, get_method(name)(cuda_model, x, t, generator=gen()))
+    assert first.device == x.device
+    # same noise; cuDNN's backward pass is not bitwise deterministic, hence a float32 tolerance
+    torch.testing.assert_close(first, get_method(name)(cuda_model, x, t, generator=gen()), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="Generator"):
         get_method(name)(cuda_model, x, t, generator=torch.Generator().manual_seed(0))

@@ -16,6 +16,7 @@ from torch import nn
 from saliency_sanity.methods.common import chunked
 from saliency_sanity.methods.guided import guided_backprop
 from saliency_sanity.methods.registry import register
+from saliency_sanity.methods.reuse import memoize
 
 INTERPOLATION = {3: "linear", 4: "bilinear"}
 
@@ -39,15 +40,23 @@ def gradcam(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: int | None = None
 ) -> torch.Tensor:
     """Grad-CAM (Selvaraju et al. 2017), normalized to [0, 1] per image."""
-    explainer = LayerGradCam(model, model.gradcam_layer)
-    return chunked(lambda xs, ts: _gradcam_batch(explainer, xs, ts), batch_size, x, target)
+
+    def compute() -> torch.Tensor:
+        explainer = LayerGradCam(model, model.gradcam_layer)
+        return chunked(lambda xs, ts: _gradcam_batch(explainer, xs, ts), batch_size, x, target)
+
+    # Within shared work (a runner stage) Guided Grad-CAM reuses this map; batch_size only chunks.
+    return memoize(("gradcam", model, model.gradcam_layer, x, target), compute, clone=True)
 
 
 @register("guided_gradcam", requires=("gradcam_layer",))
 def guided_gradcam(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: int | None = None
 ) -> torch.Tensor:
-    """Guided Grad-CAM: guided backprop times the Grad-CAM map (Selvaraju et al. 2017)."""
+    """Guided Grad-CAM: guided backprop times the Grad-CAM map (Selvaraju et al. 2017).
+
+    Within shared work both factors come from the memo when those methods already ran.
+    """
     return guided_backprop(model, x, target, batch_size=batch_size) * gradcam(
         model, x, target, batch_size=batch_size
     )

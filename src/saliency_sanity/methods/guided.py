@@ -13,6 +13,7 @@ from torch import nn
 
 from saliency_sanity.methods.common import chunked, quiet_captum
 from saliency_sanity.methods.registry import register
+from saliency_sanity.methods.reuse import memoize
 
 
 def _modified_relu(
@@ -30,7 +31,12 @@ def guided_backprop(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: int | None = None
 ) -> torch.Tensor:
     """Guided backprop (Springenberg et al. 2015): only positive gradients pass active ReLUs."""
-    return _modified_relu(GuidedBackprop(model), x, target, batch_size)
+    # Within shared work (a runner stage) Guided Grad-CAM reuses this map; batch_size only chunks.
+    return memoize(
+        ("guided_backprop", model, x, target),
+        lambda: _modified_relu(GuidedBackprop(model), x, target, batch_size),
+        clone=True,
+    )
 
 
 @register("deconvnet")

@@ -37,6 +37,14 @@ class Method:
     stochastic: bool = False
     requires: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
+    # The noise stream a stochastic method's generator is seeded from (the runner seeds by it, not
+    # by the name): methods that share a key draw the same noise, so they can share its samples
+    # (see reuse.py). Defaults to the method's own name.
+    noise_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.noise_key:
+            object.__setattr__(self, "noise_key", self.name)
 
     def applies_to(self, model: nn.Module) -> bool:
         """Whether the model offers what the method needs (e.g. a Grad-CAM layer)."""
@@ -104,8 +112,13 @@ def register(
     model_free: bool = False,
     stochastic: bool = False,
     requires: tuple[str, ...] = (),
+    noise_key: str | None = None,
 ) -> Callable[[MethodFn], MethodFn]:
-    """Register ``fn`` under ``name``; returns ``fn`` unchanged so it stays callable directly."""
+    """Register ``fn`` under ``name``; returns ``fn`` unchanged so it stays callable directly.
+
+    ``noise_key`` names the noise stream of a stochastic method (default: its name); methods that
+    reduce the same noisy samples differently (SmoothGrad, VarGrad) share one to share the samples.
+    """
 
     def decorator(fn: MethodFn) -> MethodFn:
         if name in METHODS:
@@ -119,6 +132,7 @@ def register(
             stochastic=stochastic,
             requires=frozenset(requires),
             description=doc,
+            noise_key=noise_key or name,
         )
         return fn
 
