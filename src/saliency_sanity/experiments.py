@@ -23,12 +23,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -42,7 +41,7 @@ from saliency_sanity.methods.registry import Method, available_methods, get_meth
 from saliency_sanity.methods.reuse import Memo, shared_work
 from saliency_sanity.models import SanityModel, load_checkpoint
 from saliency_sanity.randomization import ORIGINAL, RANDOMIZATIONS, Stage, derive_seed
-from saliency_sanity.runtime import resolve_device
+from saliency_sanity.runtime import atomic_write, resolve_device, write_npz
 
 log = logging.getLogger(__name__)
 
@@ -301,20 +300,6 @@ def _table(result: RunResult, methods: list[Method], image_ids: np.ndarray, iden
     return pd.DataFrame(columns, columns=CSV_COLUMNS)
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write through a temporary file in the target folder, then rename: no partial outputs."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def _write_maps(path: Path, result: RunResult, methods: list[Method], images: torch.Tensor,
                 labels: torch.Tensor, identity: dict[str, str], *, normalization: str,
                 display: torch.Tensor | None = None) -> None:
@@ -361,7 +346,7 @@ def _write_maps(path: Path, result: RunResult, methods: list[Method], images: to
             raise ValueError(f"display images have shape {shown.shape}, expected (N, C, H, W) with N, H, W "
                              f"of the images {arrays['images'].shape}")
         arrays["display"] = shown
-    _atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    write_npz(path, arrays)
 
 
 def _load_images(dataset: str, settings: Settings, data_dir: str | os.PathLike):
@@ -431,6 +416,6 @@ def run_randomization_test(
         result = _explain_stages(stages, methods, images, labels, settings, normalization, progress)
 
     table = _table(result, methods, np.arange(len(images)), identity)
-    _atomic_write(Path(out_csv), lambda handle: handle.write(table.to_csv(index=False).encode()))
+    atomic_write(Path(out_csv), lambda tmp: table.to_csv(tmp, index=False))
     _write_maps(Path(out_maps), result, methods, images, labels, identity, normalization=normalization, display=display)
     return table

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import random
+from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -49,3 +52,25 @@ def library_versions() -> dict[str, str]:
         "scipy": scipy.__version__,
         "scikit-image": skimage.__version__,
     }
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` into a temporary file beside ``path``, then rename it into place: readers and
+    reruns never see half a file, and a failed write leaves nothing behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
+    """An uncompressed .npz, written atomically."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:  # a file object: np.savez would append .npz to a name
+            np.savez(handle, **arrays)
+
+    atomic_write(path, write)

@@ -8,7 +8,6 @@ preset, git commit); ``write_index`` gathers the records into ``<out_dir>/index.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from matplotlib.figure import Figure
 
 from saliency_sanity.figures import plots, style, theory_plots
 from saliency_sanity.figures.inputs import FigureInputError, load_maps, load_similarity
+from saliency_sanity.runtime import atomic_write
 
 INDEX_DIR = ".index"
 FORMATS = ("pdf", "png")
@@ -198,7 +198,7 @@ def make_figure(
         fig, facts = spec.build(data, model, **spec.options)
         paths = [out_dir / f"{stem}.{fmt}" for fmt in FORMATS]
         for path, fmt in zip(paths, FORMATS):
-            _atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt))
+            atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt))
     record = {
         "name": name,
         "model": model,
@@ -212,7 +212,7 @@ def make_figure(
     }
     sidecar = out_dir / INDEX_DIR / f"{stem}.json"
     sidecar.parent.mkdir(exist_ok=True)
-    _atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
     return paths + [sidecar]
 
 
@@ -234,16 +234,6 @@ def _load_inputs(spec: FigureSpec, model: str, inputs: Mapping[str, Path]) -> di
         else:
             data[key] = load_maps(path) if key.endswith("_maps") else load_similarity(path)
     return data
-
-
-def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write through a temporary file in the same folder, so readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def git_commit(repo_dir: Path | None = None) -> str:
@@ -283,5 +273,5 @@ def write_index(out_dir: Path) -> Path:
         lines += [f"![{r['name']}-{r['model']}]({png})", ""] if png else []
         lines += [r["caption"], "", f"- files: {links}", f"- preset: {r['preset']}", f"- commit: {r['commit']}", ""]
     index = out_dir / "index.md"
-    _atomic_write(index, lambda tmp: tmp.write_text("\n".join(lines)))
+    atomic_write(index, lambda tmp: tmp.write_text("\n".join(lines)))
     return index

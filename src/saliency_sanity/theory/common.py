@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -14,6 +13,7 @@ import saliency_sanity.methods  # noqa: F401  (importing the package registers e
 from saliency_sanity import similarity
 from saliency_sanity.methods.registry import get_method
 from saliency_sanity.randomization import derive_seed
+from saliency_sanity.runtime import atomic_write, write_npz  # noqa: F401  (write_npz: re-exported to the checks)
 
 SPEARMAN_METRICS = ("spearman_abs", "spearman_signed")
 
@@ -74,25 +74,7 @@ def spearman_to(maps: np.ndarray, reference: np.ndarray, normalization: str = "m
     }
 
 
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Write through a temporary file in the target folder, then rename: no partial outputs."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_csv(path: Path, table: pd.DataFrame) -> None:
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
 
 
-def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:  # a file object: np.savez would append .npz to a name
-            np.savez(handle, **arrays)
-
-    atomic_write(path, write)
