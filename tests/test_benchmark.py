@@ -1,12 +1,14 @@
-"""The pieces of benchmarks/mprt_vs_quantus.py: same stages, same maps, same work, the agreement numbers.
+"""The pieces of benchmarks/mprt_vs_quantus.py: same stages, same maps, same work, the agreement numbers;
+and benchmarks/inception_speed.py end to end in its --quick mode.
 
-Fast: the CNN untrained, two random images, the cheap deterministic methods. Skipped without
-Quantus (the optional extra ``bench``).
+Fast: the CNN untrained, two random images, the cheap deterministic methods. The tests that run
+Quantus are skipped without it (the optional extra ``bench``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -19,14 +21,19 @@ import torch
 from saliency_sanity.methods.registry import get_method
 from saliency_sanity.models import build_model, save_checkpoint
 
-quantus = pytest.importorskip("quantus")
+try:
+    import quantus
+except ImportError:  # the optional extra "bench"
+    quantus = None
+needs_quantus = pytest.mark.skipif(quantus is None, reason="Quantus is not installed (pip install -e '.[bench]')")
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mprt_vs_quantus.py"
 STAGES = ["original", "logits", "fc", "conv2", "conv1"]
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("mprt_vs_quantus", SCRIPT)
+def _load_script(path: Path = SCRIPT):
+    """A benchmark script imported as a module named after its file."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -53,6 +60,7 @@ def _quantus_stages(view, seed=0):
     return wrapped.get_random_layer_generator(order="top_down", seed=seed)
 
 
+@needs_quantus
 def test_quantus_randomizes_our_blocks_top_down_cumulatively_with_the_model_initializer(cnn, inputs):
     before = {k: v.clone() for k, v in cnn.state_dict().items()}
     view = bench.quantus_view(cnn, inputs[0][:1], init="model")
@@ -68,6 +76,7 @@ def test_quantus_randomizes_our_blocks_top_down_cumulatively_with_the_model_init
     assert all(torch.equal(v, before[k]) for k, v in cnn.state_dict().items())  # the model itself untouched
 
 
+@needs_quantus
 def test_torch_init_keeps_pytorch_default_initializers(cnn, inputs):
     view = bench.quantus_view(cnn, inputs[0][:1], init="torch")
     name, randomized = next(_quantus_stages(view))
@@ -94,6 +103,7 @@ def test_smoothgrad_noise_is_the_configured_fraction_of_the_input_range(inputs):
     assert list(config["methods"]) == ["smoothgrad", "integrated_gradients"]
 
 
+@needs_quantus
 def test_both_sides_run_the_same_stages_and_count_their_work(cnn, inputs, tmp_path):
     x, t = inputs
     methods = ["gradient", "guided_backprop"]
@@ -138,3 +148,68 @@ def test_cli_rejects_a_method_captum_is_not_wired_for():
     with pytest.raises(SystemExit):
         bench.parse_args(["--methods", "gradient,gradcam"])
     assert bench.parse_args(["--methods", "gradient, smoothgrad"]).methods == ["gradient", "smoothgrad"]
+
+
+# --------------------------------------------------------------------------- benchmarks/inception_speed.py
+
+SPEED_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "inception_speed.py"
+
+
+def _load_speed_script():
+    return _load_script(SPEED_SCRIPT)
+
+
+def test_inception_speed_quick_runs_end_to_end_and_writes_its_keys(tmp_path):
+    speed = _load_speed_script()
+    out = tmp_path / "inception_speed.json"
+    assert speed.main(["--quick", "--threads", "1", "--device", "cpu", "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert {"settings", "integrated_gradients", "cascading"} <= set(summary)
+    assert {"date", "size", "device", "threads", "machine", "versions", "load_average_1min"} <= set(summary["settings"])
+    ig = summary["integrated_gradients"]
+    assert (ig["steps"], ig["rule"], ig["captum_method"]) == (speed.QUICK["steps"], "right", "riemann_right")
+    for side in ("ours", "captum", "bound"):
+        assert ig[side]["seconds_per_image"] > 0 and ig[side]["batch_size"] in speed.QUICK["batch_sizes"]
+    assert ig["max_abs_diff_over_max_abs"] < 1e-4  # the same maps: equal work
+    assert set(ig["ratios"]) == {"ours_over_captum", "ours_over_bound", "captum_over_bound"}
+    cascade = summary["cascading"]
+    assert cascade["stages"] == len(cascade["stage_names"]) == speed.QUICK["stages"]
+    assert cascade["stage_names"][:2] == ["original", "fc"]
+    assert {"gradient", "integrated_gradients", "gradcam", "sobel"} <= set(cascade["methods"])
+    passes = cascade["passes_per_image_per_stage"]
+    # the runner sends at least the needed rows through the network, and at most what the methods take alone
+    # (less where it shares work between methods)
+    assert passes["needed"] <= passes["measured_rows_with_grad"] <= passes["alone"]
+    assert passes["measured_rows_forward_only"] == 1  # the stage's prediction
+    assert cascade["per_method"]["sobel"]["needed"] == 0 and cascade["per_method"]["gradient"]["needed"] == 1
+    assert cascade["bound_seconds"] == pytest.approx(
+        passes["needed"] * cascade["gradient_seconds_per_row"] * cascade["stages"])
+    assert cascade["seconds"] > 0 and cascade["ratio"] == pytest.approx(cascade["seconds"] / cascade["bound_seconds"])
+
+
+def test_inception_speed_counts_passes_from_the_method_params():
+    speed = _load_speed_script()
+    from saliency_sanity.config import resolve_config
+    from saliency_sanity.experiments import Settings
+    from saliency_sanity.inception import InceptionV3
+
+    config = speed.cascade_config(0, 1, None, quick=False)
+    settings = Settings.from_config(config)
+    names = ["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "smoothgrad_squared", "vargrad",
+             "ig_smoothgrad", "guided_backprop", "gradcam", "guided_gradcam", "deeplift_rescale", "canny"]
+    counts = speed.pass_counts([get_method(n) for n in names], settings)
+    params = settings.method_params
+    sg = params["smoothgrad"]["n_samples"]
+    assert counts["integrated_gradients"]["needed"] == params["integrated_gradients"]["steps"]
+    assert counts["smoothgrad"]["needed"] == sg and counts["vargrad"] == {
+        "alone": sg, "needed": 0, "count": "n_samples, shared with smoothgrad"}
+    assert counts["ig_smoothgrad"]["needed"] == params["ig_smoothgrad"]["n_samples"] * params["ig_smoothgrad"]["steps"]
+    assert (counts["guided_gradcam"]["alone"], counts["guided_gradcam"]["needed"]) == (2, 0)
+    assert counts["gradient_x_input"]["needed"] == 0 and counts["canny"]["alone"] == 0
+    assert (counts["deeplift_rescale"]["alone"], counts["deeplift_rescale"]["needed"]) == (2, 1)
+    # the ImageNet run's settings: the imagenet section's methods on top of the methods section, its batch size
+    imagenet = resolve_config("default")["imagenet"]
+    assert params["integrated_gradients"]["steps"] == imagenet["methods"]["integrated_gradients"]["steps"]
+    assert params["smoothgrad"]["noise_level"] == imagenet["methods"]["smoothgrad"]["noise_level"]
+    assert settings.batch_size == imagenet["batch_size"]
+    assert InceptionV3.block_names[0] == "fc" and len(InceptionV3.block_names) == speed.ALL_STAGES - 1

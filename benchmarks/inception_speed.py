@@ -1,0 +1,592 @@
+"""Inception v3 speed: our Integrated Gradients against Captum's, and the whole cascading test,
+each against the machine's own input-gradient throughput.
+
+1. Integrated Gradients, ``--steps`` (50) right-Riemann steps from the zero baseline (in the
+   model's input space), per image: ``saliency_sanity.methods.gradients.integrated_gradients``
+   and Captum's ``IntegratedGradients(method="riemann_right")``, each over a sweep of batch sizes
+   (rows per forward/backward pass), the fastest reported. The bound is ``steps`` x the time of
+   one plain batched forward + backward of the target logit w.r.t. the input, per row, at its
+   best batch size. Both sides' maps are compared, so the two do the same work.
+2. The cascading randomization test of ``--cascade-images`` image(s) through the runner's own
+   code (``experiments.Settings``, ``_resolve_methods``, ``RANDOMIZATIONS["cascading"]``,
+   ``_explain_stages``) with the default preset's ImageNet method parameters: every registered
+   method that applies, original + 17 blocks. The bound is the input-gradient passes these
+   methods need per image and stage (counted from their parameters, shared passes once) x the
+   per-row gradient time x stages.
+
+The model is ``build_inception("random")``: untrained weights, the same arithmetic as the
+pretrained ones. See benchmarks/README.md. Run ``python benchmarks/inception_speed.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import itertools
+import json
+import logging
+import os
+import platform
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from captum.attr import IntegratedGradients
+from torch import nn
+from tqdm import tqdm
+
+from saliency_sanity import experiments
+from saliency_sanity.config import REPO_ROOT, resolve_config
+from saliency_sanity.images import load_images
+from saliency_sanity.inception import build_inception
+from saliency_sanity.methods.gradients import integrated_gradients
+from saliency_sanity.methods.registry import Method
+from saliency_sanity.runtime import library_versions, resolve_device
+
+DEFAULT_OUT = REPO_ROOT / "results" / "benchmarks" / "inception_speed.json"
+DEFAULT_BATCH_SIZES = (5, 10, 25, 50)
+ALL_STAGES = 18  # original + the 17 blocks
+CAPTUM_RULE = {"right": "riemann_right", "midpoint": "riemann_middle"}
+# --quick: a run of seconds that checks the script end to end (the test uses it)
+QUICK = {"size": 75, "images": 1, "steps": 4, "repeats": 1, "batch_sizes": (2, 4), "stages": 2}
+QUICK_CAP = 2  # --quick caps every method's steps and n_samples at this
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    """``fn()`` and its wall seconds (the device synchronized at both ends)."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    return result, time.perf_counter() - start
+
+
+def gradient_pass(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The unit of work: one forward and backward of the target logit w.r.t. the input, plain autograd."""
+    with torch.enable_grad():
+        inputs = x.detach().requires_grad_(True)
+        selected = model(inputs).gather(1, target.view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(selected, inputs)
+    return grad
+
+
+def captum_ig(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int, rule: str,
+              batch_size: int) -> torch.Tensor:
+    with warnings.catch_warnings():  # "Input Tensor 0 did not already require gradients"
+        warnings.simplefilter("ignore", UserWarning)
+        return IntegratedGradients(model).attribute(
+            x, baselines=torch.zeros_like(x), target=target, n_steps=steps, method=CAPTUM_RULE[rule],
+            internal_batch_size=batch_size,
+        )
+
+
+def captum_rows_per_pass(n_images: int, batch_size: int) -> int:
+    """Captum batches whole steps: max(1, B // N) steps of all N images per pass."""
+    return n_images * max(1, batch_size // n_images)
+
+
+def benchmark_ig(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, *, steps: int, rule: str,
+                 batch_sizes: Sequence[int], repeats: int, device: torch.device) -> dict:
+    """Seconds per image of ours, Captum's and the bound, over the batch-size sweep."""
+    n = len(images)
+    alphas = torch.arange(1, steps + 1, device=device, dtype=images.dtype) / steps
+    path = {}  # the bound's rows: points of the images' paths, built before timing
+    bound_sizes = sorted({1, *batch_sizes})  # batch 1: the latency of a lone gradient, for reference
+    for b in bound_sizes:
+        rows = torch.arange(b, device=device)
+        path[b] = (images[rows % n] * alphas[(rows // n) % steps].view(-1, 1, 1, 1), targets[rows % n])
+        gradient_pass(model, *path[b])  # warm-up: the allocator meets every batch shape once
+    sides = {
+        "bound": lambda b: gradient_pass(model, *path[b]),
+        "ours": lambda b: integrated_gradients(model, images, targets, steps=steps, rule=rule, batch_size=b),
+        "captum": lambda b: captum_ig(model, images, targets, steps, rule, b),
+    }
+    times: dict[str, dict[int, list[float]]] = {
+        side: {b: [] for b in (bound_sizes if side == "bound" else batch_sizes)} for side in sides}
+    maps: dict[tuple[str, int], torch.Tensor] = {}
+    for repeat in range(repeats):  # the sides alternate, so all see the same load on a shared CPU
+        for b in bound_sizes:
+            print(f"IG: batch {b} ({repeat + 1}/{repeats}) ...", flush=True)
+            for side, run in sides.items():
+                if b not in times[side]:
+                    continue
+                out, seconds = timed(partial(run, b), device)
+                times[side][b].append(seconds)
+                if side != "bound":
+                    maps[side, b] = out.detach()
+    gradient_row, bound_batch = min(((min(t) / b, b) for b, t in times["bound"].items()), key=lambda pair: pair[0])
+    result: dict[str, Any] = {"steps": steps, "rule": rule, "captum_method": CAPTUM_RULE[rule],
+                              "baseline": "zeros (input space)", "images": n}
+    for side in ("ours", "captum"):
+        per_image, batch = min(((min(t) / n, b) for b, t in times[side].items()), key=lambda pair: pair[0])
+        result[side] = {
+            "seconds_per_image": per_image, "batch_size": batch,
+            "seconds_per_image_by_batch_size": {str(b): [s / n for s in t] for b, t in times[side].items()},
+        }
+    result["captum"]["rows_per_pass"] = {str(b): captum_rows_per_pass(n, b) for b in batch_sizes}
+    result["bound"] = {
+        "seconds_per_image": steps * gradient_row, "gradient_seconds_per_row": gradient_row,
+        "batch_size": bound_batch,
+        "gradient_seconds_per_row_by_batch_size": {str(b): [s / b for s in t] for b, t in times["bound"].items()},
+        "gradient_seconds_batch_1": min(times["bound"][1]),
+    }
+
+    def difference(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).abs().max() / b.abs().max())
+
+    # equal work: the same maps, up to float32 rounding, which depends on how rows are batched
+    result["max_abs_diff_over_max_abs"] = max(difference(maps["ours", b], maps["captum", b]) for b in batch_sizes)
+    result["ours_across_batch_sizes"] = max(difference(maps["ours", b], maps["ours", batch_sizes[0]])
+                                            for b in batch_sizes)
+    result["ratios"] = {
+        "ours_over_captum": result["ours"]["seconds_per_image"] / result["captum"]["seconds_per_image"],
+        "ours_over_bound": result["ours"]["seconds_per_image"] / result["bound"]["seconds_per_image"],
+        "captum_over_bound": result["captum"]["seconds_per_image"] / result["bound"]["seconds_per_image"],
+    }
+    return result
+
+
+# --------------------------------------------------------------------------- the cascading test
+
+
+def cascade_config(seed: int, n_images: int, batch_size: int | None, quick: bool) -> dict:
+    """The ImageNet run's settings as workflow/rules/imagenet.smk builds them from the default preset:
+    the methods section with the imagenet section's methods on top, its batch size, explain, similarity."""
+    config = resolve_config("default")
+    imagenet = config.get("imagenet") or {}
+    methods = {name: dict(params or {}) for name, params in (config.get("methods") or {}).items()}
+    for name, params in (imagenet.get("methods") or {}).items():
+        methods[name] = {**methods.get(name, {}), **(params or {})}
+    if quick:
+        methods = {name: {key: min(value, QUICK_CAP) if key in ("steps", "n_samples") else value
+                          for key, value in params.items()} for name, params in methods.items()}
+    randomization = config.get("randomization") or {}
+    return {
+        "seed": seed,
+        "randomization": {
+            "n_images": n_images,
+            "explain": imagenet.get("explain", randomization.get("explain", "predicted")),
+            "batch_size": batch_size or imagenet.get("batch_size", randomization.get("batch_size")),
+            "batchnorm": imagenet.get("batchnorm", "keep"),
+            **({"grid_images": imagenet["grid_images"]} if "grid_images" in imagenet else {}),
+        },
+        "methods": methods,
+        "similarity": imagenet.get("similarity", config.get("similarity") or {}),
+    }
+
+
+def _param(method: Method, params: dict, key: str) -> int:
+    """A method's parameter: the config's value, else the function's default."""
+    if key in params:
+        return int(params[key])
+    return int(inspect.signature(method.fn).parameters[key].default)
+
+
+def pass_counts(methods: Sequence[Method], settings: experiments.Settings) -> dict[str, dict[str, Any]]:
+    """Input-gradient passes per image and stage: as each method computes alone, and really needed."""
+    names = {m.name for m in methods}
+    counts: dict[str, dict[str, Any]] = {}
+    noisy: dict[tuple, str] = {}  # (n_samples, noise_level) -> the method whose noisy passes the others share
+    for method in methods:
+        params = settings.method_params.get(method.name, {})
+        name = method.name
+        if method.model_free:
+            alone, needed, why = 0, 0, "model-free control"
+        elif name == "integrated_gradients":
+            alone = needed = _param(method, params, "steps")
+            why = "steps"
+        elif name in ("smoothgrad", "smoothgrad_squared", "vargrad"):
+            alone = _param(method, params, "n_samples")
+            key = (alone, float(params.get("noise_level", 0.15)))
+            shared = noisy.setdefault(key, name)
+            needed = alone if shared == name else 0
+            why = "n_samples" if shared == name else f"n_samples, shared with {shared}"
+        elif name == "ig_smoothgrad":
+            alone = needed = _param(method, params, "n_samples") * _param(method, params, "steps")
+            why = "n_samples x steps"
+        elif name == "gradient_x_input":
+            alone, needed = 1, 0 if "gradient" in names else 1
+            why = "the gradient's map x the input" if needed == 0 else "1"
+        elif name == "guided_gradcam":
+            alone, needed = 2, 0 if {"guided_backprop", "gradcam"} <= names else 2
+            why = "guided backprop + Grad-CAM" + (", both reused" if needed == 0 else "")
+        elif name == "deeplift_rescale":
+            alone, needed = 2, 1
+            why = "input + baseline rows in one batch; needed: the input's (zero baseline: its forward is shared)"
+        elif name == "gradcam":
+            alone = needed = 1
+            why = "1 (its backward stops at Mixed_7c; counted as a full pass)"
+        else:  # gradient, guided_backprop, deconvnet, and any method added later
+            keys = [k for k in ("n_samples", "steps") if k in method.accepts()]
+            alone = needed = max(1, int(torch.tensor([_param(method, params, k) for k in keys]).prod())) if keys else 1
+            why = " x ".join(keys) or "1"
+        counts[name] = {"alone": alone, "needed": needed, "count": why}
+    return counts
+
+
+@dataclass
+class Rows:
+    """Rows (images) entering the model's first layer, per method: with autograd, and forward only."""
+
+    image_shape: tuple[int, ...]
+    current: str = "prediction"
+    grad: dict[str, int] = field(default_factory=dict)
+    forward_only: int = 0
+
+
+@contextmanager
+def counting_rows(image_shape: tuple[int, ...]) -> Iterator[Rows]:
+    """A global forward hook counting rows into a leaf module that takes image-shaped input."""
+    rows = Rows(image_shape)
+
+    def hook(module: nn.Module, args: tuple, output: Any) -> None:
+        if next(module.children(), None) is None and args and isinstance(args[0], torch.Tensor):
+            if tuple(args[0].shape[1:]) == rows.image_shape:
+                if torch.is_grad_enabled():
+                    rows.grad[rows.current] = rows.grad.get(rows.current, 0) + args[0].shape[0]
+                else:
+                    rows.forward_only += args[0].shape[0]
+
+    handle = nn.modules.module.register_module_forward_hook(hook)
+    try:
+        yield rows
+    finally:
+        handle.remove()
+
+
+class MethodProgress(tqdm):
+    """The runner's progress bar, silent: it tells the row counter which method is running."""
+
+    def __init__(self, rows: Rows) -> None:
+        super().__init__(disable=True)
+        self.rows = rows
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        self.rows.current = s.split(": ", 1)[-1]
+
+
+class MethodSeconds(logging.Handler):
+    """The runner's own per-method timing (its debug log line per stage and method)."""
+
+    PREFIX = "stage %d %s, %s: %.3f s"  # (stage index, stage, method, seconds, ...)
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.seconds: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith(self.PREFIX) and len(record.args) >= 4:
+            name, seconds = record.args[2], float(record.args[3])
+            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+
+@contextmanager
+def runner_timing() -> Iterator[MethodSeconds]:
+    logger = logging.getLogger(experiments.__name__)
+    handler, level = MethodSeconds(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _timed_stages(stages: Iterator, parts: dict[str, float], device: torch.device) -> Iterator:
+    """The stage generator, timing how long each stage's model takes to build (copy, re-initialize, move)."""
+    stages = iter(stages)
+    while True:
+        start = time.perf_counter()
+        stage = next(stages, None)
+        if stage is None:
+            return
+        synchronize(device)
+        parts["stage_models"] += time.perf_counter() - start
+        yield stage
+
+
+@contextmanager
+def runner_parts(device: torch.device) -> Iterator[dict[str, float]]:
+    """Seconds the runner spends in its predictions (``_forward``) and its similarity metrics, by thin
+    timing wrappers around the functions it calls (restored afterwards)."""
+    parts = {"stage_models": 0.0, "predictions": 0.0, "similarity": 0.0}
+    similarity = experiments.similarity
+    saved = {"_forward": experiments._forward, "prepare": similarity.prepare, "compare": similarity.compare}
+
+    def timing(fn: Callable, part: str) -> Callable:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            synchronize(device)
+            parts[part] += time.perf_counter() - start
+            return out
+        return wrapper
+
+    experiments._forward = timing(saved["_forward"], "predictions")
+    similarity.prepare = timing(saved["prepare"], "similarity")
+    similarity.compare = timing(saved["compare"], "similarity")
+    try:
+        yield parts
+    finally:
+        experiments._forward = saved["_forward"]
+        similarity.prepare, similarity.compare = saved["prepare"], saved["compare"]
+
+
+def run_cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: experiments.Settings,
+                stages: int) -> tuple[experiments.RunResult, Rows, dict[str, float], dict[str, float]]:
+    """The runner's cascading test of ``images`` (its first ``stages`` stages): its result, the rows through
+    the network, its own per-method seconds, and the seconds of its other parts."""
+    if hasattr(model, "reset_bn_statistics"):  # as run_randomization_test does
+        model.reset_bn_statistics = settings.batchnorm == "reset"
+    methods = experiments._resolve_methods(model, settings)
+    device = images.device
+    with counting_rows(tuple(images.shape[1:])) as rows, runner_timing() as timing, runner_parts(device) as parts:
+        generator = _timed_stages(
+            itertools.islice(experiments.RANDOMIZATIONS["cascading"](model, settings.seed), stages), parts, device)
+        result = experiments._explain_stages(generator, methods, images, labels, settings,
+                                             settings.normalization_for("imagenet"), MethodProgress(rows))
+    return result, rows, timing.seconds, parts
+
+
+def benchmark_cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: experiments.Settings,
+                      *, stages: int, repeats: int, gradient_row: float, device: torch.device) -> dict:
+    """Wall seconds of the runner's cascading test, its rows through the network, and the bound."""
+    n = len(images)
+    methods = experiments._resolve_methods(model, settings)
+    counts = pass_counts(methods, settings)
+    runs = []
+    for repeat in range(repeats):
+        print(f"cascading test: {stages} stages x {len(methods)} methods ({repeat + 1}/{repeats}) ...", flush=True)
+        (result, rows, method_seconds, parts), seconds = timed(
+            partial(run_cascade, model, images, labels, settings, stages), device)
+        if len(result.stages) != stages:
+            raise RuntimeError(f"the runner explained {len(result.stages)} stages, expected {stages}")
+        runs.append({"seconds": seconds, "rows": rows, "method_seconds": method_seconds, "parts": parts})
+    best = min(runs, key=lambda run: run["seconds"])
+    needed = sum(c["needed"] for c in counts.values())
+    bound = needed * gradient_row * n * stages
+    per_method = {}
+    for name, count in counts.items():
+        runner_seconds = best["method_seconds"].get(name)
+        per_method[name] = {
+            **count,
+            "measured_rows": best["rows"].grad.get(name, 0) / (n * stages),
+            "seconds": runner_seconds,
+            "bound_seconds": count["needed"] * gradient_row * n * stages,
+        }
+    methods_total = sum(best["method_seconds"].values()) if best["method_seconds"] else None
+    return {
+        "images": n,
+        "stages": stages,
+        "stage_names": list(result.stages),
+        "methods": [m.name for m in methods],
+        "method_params": {m.name: settings.method_params.get(m.name, {}) for m in methods},
+        "batch_size": settings.batch_size,
+        "explain": settings.explain,
+        "passes_per_image_per_stage": {
+            "needed": needed,
+            "alone": sum(c["alone"] for c in counts.values()),
+            "measured_rows_with_grad": sum(best["rows"].grad.values()) / (n * stages),
+            "measured_rows_forward_only": best["rows"].forward_only / (n * stages),
+        },
+        "per_method": per_method,
+        "seconds": best["seconds"],
+        "seconds_all": [run["seconds"] for run in runs],
+        "seconds_parts": {
+            "methods": methods_total, **best["parts"],
+            "rest": None if methods_total is None else best["seconds"] - methods_total - sum(best["parts"].values()),
+        },
+        "gradient_seconds_per_row": gradient_row,
+        "bound_seconds": bound,
+        "ratio": best["seconds"] / bound if bound else None,
+    }
+
+
+# --------------------------------------------------------------------------- inputs and report
+
+
+def load_inputs(n: int, size: int, device: torch.device) -> torch.Tensor:
+    """The first ``n`` of scikit-image's photos (chelsea, coffee, ...), ImageNet-normalized."""
+    return load_images("skimage", size=size, n_images=n).images.to(device)
+
+
+def machine() -> dict[str, Any]:
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    if hasattr(os, "sched_getaffinity"):
+        info["cpus_available"] = len(os.sched_getaffinity(0))
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def format_report(summary: dict) -> str:
+    run, ig = summary["settings"], summary["integrated_gradients"]
+    bound = ig["bound"]
+    lines = [
+        f"Inception v3 at {run['size']} px, {run['device']}, {run['threads']} threads; images: {run['images_source']}",
+        "",
+        f"Integrated Gradients, {ig['steps']} steps ({ig['rule']} rule), {ig['images']} image(s): seconds per image",
+        f"  ours    {ig['ours']['seconds_per_image']:8.3f}   (batch {ig['ours']['batch_size']})",
+        f"  captum  {ig['captum']['seconds_per_image']:8.3f}   (internal_batch_size {ig['captum']['batch_size']})",
+        f"  bound   {bound['seconds_per_image']:8.3f}   ({ig['steps']} x {bound['gradient_seconds_per_row']:.4f} s "
+        f"per gradient row, batch {bound['batch_size']}; a lone row: {bound['gradient_seconds_batch_1']:.4f} s)",
+        f"  ours / captum {ig['ratios']['ours_over_captum']:.2f}, ours / bound {ig['ratios']['ours_over_bound']:.2f}, "
+        f"captum / bound {ig['ratios']['captum_over_bound']:.2f}; max |ours - captum| / max |captum| "
+        f"{ig['max_abs_diff_over_max_abs']:.1e} (ours across batch sizes {ig['ours_across_batch_sizes']:.1e})",
+    ]
+    cascade = summary.get("cascading")
+    if cascade:
+        passes = cascade["passes_per_image_per_stage"]
+        lines += [
+            "",
+            f"Cascading test, {cascade['images']} image(s), {cascade['stages']} stages, "
+            f"{len(cascade['methods'])} methods, batch {cascade['batch_size']}:",
+            f"  {'method':<20}{'needed':>8}{'alone':>7}{'rows':>7}{'seconds':>10}{'bound':>9}{'ratio':>7}",
+        ]
+        for name, m in cascade["per_method"].items():
+            seconds = "-" if m["seconds"] is None else f"{m['seconds']:.2f}"
+            ratio = f"{m['seconds'] / m['bound_seconds']:.2f}" if m["seconds"] and m["bound_seconds"] else "-"
+            lines.append(f"  {name:<20}{m['needed']:>8g}{m['alone']:>7g}{m['measured_rows']:>7g}{seconds:>10}"
+                         f"{m['bound_seconds']:>9.2f}{ratio:>7}")
+        parts = cascade["seconds_parts"]
+        split = ", ".join(f"{part} {seconds:.1f}" for part, seconds in parts.items() if seconds is not None)
+        lines += [
+            f"  passes per image and stage: needed {passes['needed']:g}, each method alone {passes['alone']:g}, "
+            f"the runner's rows {passes['measured_rows_with_grad']:g} with autograd + "
+            f"{passes['measured_rows_forward_only']:g} forward only",
+            f"  ours {cascade['seconds']:.1f} s, fastest of {len(cascade['seconds_all'])} ({split} s)",
+            f"  bound {cascade['bound_seconds']:.1f} s = {passes['needed']:g} x "
+            f"{cascade['gradient_seconds_per_row']:.4f} s x {cascade['images']} x {cascade['stages']}; "
+            f"ours / bound {cascade['ratio']:.2f}",
+        ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"positive comma-separated integers expected, got {text!r}")
+    return sizes
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Inception v3 speed: our Integrated Gradients vs Captum's, and the runner's whole cascading "
+                    "test, each against the machine's measured input-gradient throughput.",
+    )
+    parser.add_argument("--images", type=int, default=1, help="images explained by IG (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=299, help="image side in pixels (default: %(default)s)")
+    parser.add_argument("--steps", type=int, default=50, help="IG steps (default: %(default)s)")
+    parser.add_argument("--rule", choices=sorted(CAPTUM_RULE), default="right",
+                        help="Riemann rule of both IGs (default: %(default)s, the method's default)")
+    parser.add_argument("--batch-sizes", type=_batch_sizes, default=DEFAULT_BATCH_SIZES,
+                        help="comma-separated rows per pass swept on every side (default: 5,10,25,50)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="timed runs per side and batch size (IG) and of the cascading test; the fastest is "
+                             "reported (default: %(default)s)")
+    parser.add_argument("--cascade-images", type=int, default=1,
+                        help="images of the cascading test (default: %(default)s)")
+    parser.add_argument("--stages", type=int, default=ALL_STAGES,
+                        help="stages of the cascading test, from the original down (default: all %(default)s)")
+    parser.add_argument("--cascade-batch-size", type=int, default=None,
+                        help="the runner's batch size (default: the config's imagenet.batch_size)")
+    parser.add_argument("--no-cascade", action="store_true", help="skip the cascading test")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                        help="torch threads (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+    parser.add_argument("--no-tf32", action="store_true",
+                        help="CUDA: full float32 convolutions and matrix products (PyTorch lets cuDNN use TF32 by "
+                             "default)")
+    parser.add_argument("--seed", type=int, default=0, help="weights and randomization seed (default: %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"seconds-long check of the whole script: {QUICK['size']} px, {QUICK['images']} "
+                             f"image, {QUICK['steps']} IG steps, batch sizes {QUICK['batch_sizes']}, "
+                             f"{QUICK['stages']} stages, every method's steps and n_samples capped at {QUICK_CAP}, "
+                             "1 repeat")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON of the numbers (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.images, args.steps, args.repeats = (QUICK[k] for k in ("size", "images", "steps", "repeats"))
+        args.batch_sizes, args.stages, args.cascade_images = QUICK["batch_sizes"], QUICK["stages"], 1
+    if min(args.images, args.steps, args.repeats, args.cascade_images, args.threads) < 1:
+        parser.error("--images, --steps, --repeats, --cascade-images and --threads must be positive")
+    if not 1 <= args.stages <= ALL_STAGES:
+        parser.error(f"--stages must be between 1 and {ALL_STAGES}")
+    if args.size < 75:
+        parser.error("--size must be at least 75 (Inception v3's smallest input)")
+    return args
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    device = resolve_device(args.device)
+    if args.no_tf32:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    model, source = build_inception("random", seed=args.seed)
+    model = model.to(device).eval()
+    n = max(args.images, args.cascade_images)
+    images = load_inputs(n, args.size, device)
+    with torch.no_grad():
+        predicted = model(images).argmax(dim=1)
+    load_before = os.getloadavg()[0]  # the CPU is shared: record how busy it was
+    ig = benchmark_ig(model, images[: args.images], predicted[: args.images], steps=args.steps, rule=args.rule,
+                      batch_sizes=args.batch_sizes, repeats=args.repeats, device=device)
+    summary: dict[str, Any] = {
+        "settings": {
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "size": args.size,
+            "images_source": "skimage", "model": "inception_v3", "weights": source, "explained": "predicted class",
+            "batch_sizes": list(args.batch_sizes), "repeats": args.repeats, "threads": torch.get_num_threads(),
+            "device": str(device), "seed": args.seed, "quick": args.quick, "machine": machine(),
+            "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
+            "versions": library_versions(),
+        },
+        "integrated_gradients": ig,
+    }
+    if not args.no_cascade:
+        config = cascade_config(args.seed, args.cascade_images, args.cascade_batch_size, args.quick)
+        settings = experiments.Settings.from_config(config)
+        labels = predicted[: args.cascade_images]  # only read when the config explains the true label
+        summary["cascading"] = benchmark_cascade(
+            model, images[: args.cascade_images], labels, settings, stages=args.stages, repeats=args.repeats,
+            gradient_row=ig["bound"]["gradient_seconds_per_row"], device=device,
+        )
+    summary["settings"]["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        summary = benchmark(args)
+    finally:  # main() also runs inside the test process
+        torch.set_num_threads(threads)
+    print(format_report(summary))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
