@@ -147,14 +147,15 @@ def methods_vs_edges(data: dict, model: str, *, n_images: int = 3) -> tuple[Figu
     axes = _grid(fig, len(images), [["input"], methods, controls])
     for r, i in enumerate(images):
         _show_image(axes[r, 0], m.input_image(i))
-        axes[r, 0].set_ylabel(f"test image {i}\nlabel {m.labels[i]}, pred {m.predictions[0, i]}", fontsize=8)
+        axes[r, 0].set_ylabel(f"image {i}\nlabel {m.labels[i]}\npred {m.predictions[0, i]}", fontsize=8,
+                              rotation=0, ha="right", va="center")  # horizontal: longer than a panel is tall
         for c, method in enumerate(methods + controls, start=1):
             _show_map(axes[r, c], m.original(method, i), signed=False)
             if r == 0:
                 _title_method(axes[r, c], method)
     axes[0, 0].set_title("input", fontsize=8)
     _map_colorbar(fig, axes[:, 1:], False, m.normalization)
-    fig.suptitle(f"{model}: saliency maps of the trained model vs. model-free controls (grey titles)")
+    fig.suptitle(f"{model}: saliency maps of the original (unrandomized) model vs. model-free controls (grey titles)")
     facts = (f"Test images {_list(images)}. {_normalization_text(False, m.normalization)} {_explained_class(m)}")
     return fig, facts
 
