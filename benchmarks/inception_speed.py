@@ -8,8 +8,8 @@ each against the machine's own input-gradient throughput.
    one plain batched forward + backward of the target logit w.r.t. the input, per row, at its
    best batch size. Both sides' maps are compared, so the two do the same work.
 2. The cascading randomization test of ``--cascade-images`` image(s) through the runner's own
-   code (``experiments.Settings``, ``_resolve_methods``, ``RANDOMIZATIONS["cascading"]``,
-   ``_explain_stages``) with the default preset's ImageNet method parameters: every registered
+   loop (``randomization.run_stages`` with the settings' ``Harness`` and the ``cascading`` mode)
+   with the default preset's ImageNet method parameters: every registered
    method that applies, original + 17 blocks. The bound is the input-gradient passes these
    methods need per image and stage (counted from their parameters, shared passes once) x the
    per-row gradient time x stages.
@@ -24,7 +24,6 @@ import argparse
 import inspect
 import itertools
 import json
-import logging
 import os
 import platform
 import sys
@@ -40,16 +39,19 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from captum.attr import IntegratedGradients
 from torch import nn
-from tqdm import tqdm
 
-from saliency_sanity import experiments
-from saliency_sanity.config import REPO_ROOT, resolve_config
-from saliency_sanity.images import load_images
-from saliency_sanity.inception import build_inception
+from saliency_sanity.config import randomize_settings, resolve_config
+from saliency_sanity.data import Examples
+from saliency_sanity.randomization import ModeInputs, RunResult, Settings, mode_spec, run_stages
+from saliency_sanity.data.images import load_images
+from saliency_sanity.models.inception import build_inception
 from saliency_sanity.methods.gradients import integrated_gradients
+from saliency_sanity.harness import Harness
 from saliency_sanity.methods.registry import Method
 from saliency_sanity.runtime import library_versions, resolve_device
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_DIR = REPO_ROOT / "workflow"
 DEFAULT_OUT = REPO_ROOT / "results" / "benchmarks" / "inception_speed.json"
 DEFAULT_BATCH_SIZES = (5, 10, 25, 50)
 ALL_STAGES = 18  # original + the 17 blocks
@@ -165,29 +167,17 @@ def benchmark_ig(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, 
 
 
 def cascade_config(seed: int, n_images: int, batch_size: int | None, quick: bool) -> dict:
-    """The ImageNet run's settings as workflow/rules/imagenet.smk builds them from the default preset:
-    the methods section with the imagenet section's methods on top, its batch size, explain, similarity."""
-    config = resolve_config("default")
-    imagenet = config.get("imagenet") or {}
-    methods = {name: dict(params or {}) for name, params in (config.get("methods") or {}).items()}
-    for name, params in (imagenet.get("methods") or {}).items():
-        methods[name] = {**methods.get(name, {}), **(params or {})}
+    """The ImageNet run's settings from the default preset, as the workflow passes them
+    (:func:`saliency_sanity.config.randomize_settings`), for ``n_images`` images."""
+    config = randomize_settings(resolve_config("default", workflow_dir=WORKFLOW_DIR), "imagenet")
+    config["seed"] = seed
+    config["randomization"]["n_images"] = n_images
+    if batch_size:
+        config["randomization"]["batch_size"] = batch_size
     if quick:
-        methods = {name: {key: min(value, QUICK_CAP) if key in ("steps", "n_samples") else value
-                          for key, value in params.items()} for name, params in methods.items()}
-    randomization = config.get("randomization") or {}
-    return {
-        "seed": seed,
-        "randomization": {
-            "n_images": n_images,
-            "explain": imagenet.get("explain", randomization.get("explain", "predicted")),
-            "batch_size": batch_size or imagenet.get("batch_size", randomization.get("batch_size")),
-            "batchnorm": imagenet.get("batchnorm", "keep"),
-            **({"grid_images": imagenet["grid_images"]} if "grid_images" in imagenet else {}),
-        },
-        "methods": methods,
-        "similarity": imagenet.get("similarity", config.get("similarity") or {}),
-    }
+        config["methods"] = {name: {key: min(value, QUICK_CAP) if key in ("steps", "n_samples") else value
+                                    for key, value in params.items()} for name, params in config["methods"].items()}
+    return config
 
 
 def _param(method: Method, params: dict, key: str) -> int:
@@ -197,7 +187,7 @@ def _param(method: Method, params: dict, key: str) -> int:
     return int(inspect.signature(method.fn).parameters[key].default)
 
 
-def pass_counts(methods: Sequence[Method], settings: experiments.Settings) -> dict[str, dict[str, Any]]:
+def pass_counts(methods: Sequence[Method], settings: Settings) -> dict[str, dict[str, Any]]:
     """Input-gradient passes per image and stage: as each method computes alone, and really needed."""
     names = {m.name for m in methods}
     counts: dict[str, dict[str, Any]] = {}
@@ -244,15 +234,19 @@ class Rows:
     """Rows (images) entering the model's first layer, per method: with autograd, and forward only."""
 
     image_shape: tuple[int, ...]
-    current: str = "prediction"
+    harness: Harness | None = None  # its ``current`` method is the one the rows are counted for
     grad: dict[str, int] = field(default_factory=dict)
     forward_only: int = 0
 
+    @property
+    def current(self) -> str:
+        return (self.harness.current if self.harness is not None else None) or "prediction"
+
 
 @contextmanager
-def counting_rows(image_shape: tuple[int, ...]) -> Iterator[Rows]:
+def counting_rows(image_shape: tuple[int, ...], harness: Harness | None = None) -> Iterator[Rows]:
     """A global forward hook counting rows into a leaf module that takes image-shaped input."""
-    rows = Rows(image_shape)
+    rows = Rows(image_shape, harness)
 
     def hook(module: nn.Module, args: tuple, output: Any) -> None:
         if next(module.children(), None) is None and args and isinstance(args[0], torch.Tensor):
@@ -269,106 +263,26 @@ def counting_rows(image_shape: tuple[int, ...]) -> Iterator[Rows]:
         handle.remove()
 
 
-class MethodProgress(tqdm):
-    """The runner's progress bar, silent: it tells the row counter which method is running."""
-
-    def __init__(self, rows: Rows) -> None:
-        super().__init__(disable=True)
-        self.rows = rows
-
-    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
-        self.rows.current = s.split(": ", 1)[-1]
-
-
-class MethodSeconds(logging.Handler):
-    """The runner's own per-method timing (its debug log line per stage and method)."""
-
-    PREFIX = "stage %d %s, %s: %.3f s"  # (stage index, stage, method, seconds, ...)
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.seconds: dict[str, float] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, str) and record.msg.startswith(self.PREFIX) and len(record.args) >= 4:
-            name, seconds = record.args[2], float(record.args[3])
-            self.seconds[name] = self.seconds.get(name, 0.0) + seconds
-
-
-@contextmanager
-def runner_timing() -> Iterator[MethodSeconds]:
-    logger = logging.getLogger(experiments.__name__)
-    handler, level = MethodSeconds(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-
-
-def _timed_stages(stages: Iterator, parts: dict[str, float], device: torch.device) -> Iterator:
-    """The stage generator, timing how long each stage's model takes to build (copy, re-initialize, move)."""
-    stages = iter(stages)
-    while True:
-        start = time.perf_counter()
-        stage = next(stages, None)
-        if stage is None:
-            return
-        synchronize(device)
-        parts["stage_models"] += time.perf_counter() - start
-        yield stage
-
-
-@contextmanager
-def runner_parts(device: torch.device) -> Iterator[dict[str, float]]:
-    """Seconds the runner spends in its predictions (``_forward``) and its similarity metrics, by thin
-    timing wrappers around the functions it calls (restored afterwards)."""
-    parts = {"stage_models": 0.0, "predictions": 0.0, "similarity": 0.0}
-    similarity = experiments.similarity
-    saved = {"_forward": experiments._forward, "prepare": similarity.prepare, "compare": similarity.compare}
-
-    def timing(fn: Callable, part: str) -> Callable:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            out = fn(*args, **kwargs)
-            synchronize(device)
-            parts[part] += time.perf_counter() - start
-            return out
-        return wrapper
-
-    experiments._forward = timing(saved["_forward"], "predictions")
-    similarity.prepare = timing(saved["prepare"], "similarity")
-    similarity.compare = timing(saved["compare"], "similarity")
-    try:
-        yield parts
-    finally:
-        experiments._forward = saved["_forward"]
-        similarity.prepare, similarity.compare = saved["prepare"], saved["compare"]
-
-
-def run_cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: experiments.Settings,
-                stages: int) -> tuple[experiments.RunResult, Rows, dict[str, float], dict[str, float]]:
+def run_cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: Settings,
+                stages: int) -> tuple[RunResult, Rows, dict[str, float], dict[str, float]]:
     """The runner's cascading test of ``images`` (its first ``stages`` stages): its result, the rows through
-    the network, its own per-method seconds, and the seconds of its other parts."""
+    the network, the harness's per-method seconds, and the seconds of the runner's other parts."""
     if hasattr(model, "reset_bn_statistics"):  # as run_randomization_test does
         model.reset_bn_statistics = settings.batchnorm == "reset"
-    methods = experiments._resolve_methods(model, settings)
-    device = images.device
-    with counting_rows(tuple(images.shape[1:])) as rows, runner_timing() as timing, runner_parts(device) as parts:
-        generator = _timed_stages(
-            itertools.islice(experiments.RANDOMIZATIONS["cascading"](model, settings.seed), stages), parts, device)
-        result = experiments._explain_stages(generator, methods, images, labels, settings,
-                                             settings.normalization_for("imagenet"), MethodProgress(rows))
-    return result, rows, timing.seconds, parts
+    harness = settings.harness()
+    methods = harness.applicable(model)
+    with counting_rows(tuple(images.shape[1:]), harness) as rows:
+        stage_iter = itertools.islice(mode_spec("cascading").stages(model, ModeInputs(seed=settings.seed)), stages)
+        result = run_stages(stage_iter, harness, methods, Examples(images, labels), settings,
+                            settings.normalization_for("imagenet"))
+    return result, rows, dict(harness.seconds), result.seconds
 
 
-def benchmark_cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: experiments.Settings,
+def benchmark_cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: Settings,
                       *, stages: int, repeats: int, gradient_row: float, device: torch.device) -> dict:
     """Wall seconds of the runner's cascading test, its rows through the network, and the bound."""
     n = len(images)
-    methods = experiments._resolve_methods(model, settings)
+    methods = settings.harness().applicable(model)
     counts = pass_counts(methods, settings)
     runs = []
     for repeat in range(repeats):
@@ -563,7 +477,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     }
     if not args.no_cascade:
         config = cascade_config(args.seed, args.cascade_images, args.cascade_batch_size, args.quick)
-        settings = experiments.Settings.from_config(config)
+        settings = Settings.from_config(config)
         labels = predicted[: args.cascade_images]  # only read when the config explains the true label
         summary["cascading"] = benchmark_cascade(
             model, images[: args.cascade_images], labels, settings, stages=args.stages, repeats=args.repeats,

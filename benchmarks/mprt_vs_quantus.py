@@ -35,15 +35,18 @@ import torch
 from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 
-from saliency_sanity import experiments
-from saliency_sanity.config import REPO_ROOT, resolve_config
-from saliency_sanity.data import MIRROR_ENV, fetch_dataset, load_split
-from saliency_sanity.methods import registry
-from saliency_sanity.models import SanityModel, load_checkpoint
-from saliency_sanity.randomization import ORIGINAL
+from saliency_sanity.config import resolve_config
+from saliency_sanity.contracts import ORIGINAL_STAGE as ORIGINAL
+from saliency_sanity.harness import Harness
+from saliency_sanity.data import MIRROR_ENV, Examples, fetch_dataset, load_split
+from saliency_sanity.models import SanityModel, load_checkpoint, read_record
+from saliency_sanity.randomization import ModeInputs, Settings, mode_spec, run_stages
+from saliency_sanity.randomization.runner import similarity_table
 from saliency_sanity.runtime import library_versions, resolve_device
 from saliency_sanity.training import train_model
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_DIR = REPO_ROOT / "workflow"
 METRIC = "spearman_abs"
 DEFAULT_MODEL = REPO_ROOT / "results" / "models" / "mnist-cnn.pt"
 DEFAULT_OUT = REPO_ROOT / "results" / "benchmarks" / "mprt_vs_quantus.json"
@@ -194,47 +197,30 @@ def run_quantus(
 # --------------------------------------------------------------------------- the project side
 
 
-@contextmanager
-def only_methods(names: Sequence[str]) -> Iterator[None]:
-    """The registry restricted to ``names`` (the runner explains every registered method)."""
-    chosen = {name: registry.get_method(name) for name in names}
-    saved = registry.METHODS
-    registry.METHODS = chosen
-    try:
-        yield
-    finally:
-        registry.METHODS = saved
-
-
-@contextmanager
-def preloaded_split(images: torch.Tensor, labels: torch.Tensor) -> Iterator[None]:
-    """The runner reads these images instead of parsing the dataset, so data loading is not timed."""
-    saved = experiments.load_split
-    experiments.load_split = lambda name, data_dir, split: (images, labels)
-    try:
-        yield
-    finally:
-        experiments.load_split = saved
-
-
 def project_config(methods: Sequence[str], n_images: int, seed: int, batch_size: int) -> dict:
     """The default preset, explaining the true label (as Quantus does), with only ``methods``."""
     config = resolve_config(
         "default",
         {"seed": seed, "randomization": {"n_images": n_images, "batch_size": batch_size, "explain": "true_label"}},
+        workflow_dir=WORKFLOW_DIR,
     )
     config["methods"] = {name: config["methods"].get(name) or {} for name in methods}
     return config
 
 
 def run_project(
-    model_path: Path, images: torch.Tensor, labels: torch.Tensor, methods: Sequence[str], config: dict, device: str
+    model: SanityModel, images: torch.Tensor, labels: torch.Tensor, methods: Sequence[str], config: dict
 ) -> pd.DataFrame:
-    """This project's cascading test; one row per (method, stage, image) of ``spearman_abs``."""
-    with tempfile.TemporaryDirectory() as out, only_methods(methods), preloaded_split(images.cpu(), labels.cpu()):
-        table = experiments.run_randomization_test(
-            model_path, "cascading", config, Path(out) / "scores.csv", Path(out) / "maps.npz", device=device
-        )
+    """This project's cascading test through the harness; one row per (method, stage, image) of ``spearman_abs``.
+
+    The runner's own loop (:func:`run_stages`) on images already in memory, without writing files.
+    """
+    settings = Settings.from_config(config)
+    harness = Harness(settings.method_params, methods=methods, seed=settings.seed, batch_size=settings.batch_size)
+    stages = mode_spec("cascading").stages(model, ModeInputs(seed=settings.seed))
+    result = run_stages(stages, harness, harness.applicable(model), Examples(images, labels), settings,
+                        settings.normalization_for("mnist"))
+    table = similarity_table(result, np.arange(len(images)), {"dataset": "mnist", "model": "cnn", "mode": "cascading"})
     table = table[table.metric == METRIC]
     return table[["method", "stage", "image", "value"]].reset_index(drop=True)
 
@@ -457,7 +443,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def benchmark(args: argparse.Namespace, model_path: Path) -> dict:
     """Warm up and time both sides, count their work; returns the summary with cells and per-image values."""
-    record = experiments.read_record(model_path)
+    record = read_record(model_path)
     device = resolve_device(args.device)
     model = load_checkpoint(model_path, device)
     stages = [ORIGINAL, *model.block_names]
@@ -469,7 +455,7 @@ def benchmark(args: argparse.Namespace, model_path: Path) -> dict:
     def sides(n: int) -> dict[str, Callable[[], pd.DataFrame]]:
         config = project_config(args.methods, n, args.seed, args.batch_size)
         return {
-            "ours": lambda: run_project(model_path, images[:n], labels[:n], args.methods, config, args.device),
+            "ours": lambda: run_project(model, images[:n], labels[:n], args.methods, config),
             "quantus": lambda: run_quantus(view, images[:n], labels[:n], args.methods, settings, seed=args.seed),
         }
 

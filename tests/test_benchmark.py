@@ -30,6 +30,8 @@ needs_quantus = pytest.mark.skipif(quantus is None, reason="Quantus is not insta
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mprt_vs_quantus.py"
 STAGES = ["original", "logits", "fc", "conv2", "conv1"]
 
+WORKFLOW_DIR = Path(__file__).resolve().parents[1] / "workflow"
+
 
 def _load_script(path: Path = SCRIPT):
     """A benchmark script imported as a module named after its file."""
@@ -107,13 +109,11 @@ def test_smoothgrad_noise_is_the_configured_fraction_of_the_input_range(inputs):
 def test_both_sides_run_the_same_stages_and_count_their_work(cnn, inputs, tmp_path):
     x, t = inputs
     methods = ["gradient", "guided_backprop"]
-    path = tmp_path / "mnist-cnn.pt"
-    save_checkpoint(cnn, path, {"dataset": "mnist", "arch": "cnn", "labels": "true"})
     config = bench.project_config(methods, len(x), 0, 64)
     settings = bench.captum_settings(config, x)
     view = bench.quantus_view(cnn, x[:1])
     with bench.counting_forwards((1, 28, 28)) as ours_work:
-        ours = bench.run_project(path, x, t, methods, config, "cpu")
+        ours = bench.run_project(cnn, x, t, methods, config)
     with bench.counting_forwards((1, 28, 28)) as quantus_work:
         theirs = bench.run_quantus(view, x, t, methods, settings, seed=0)
     for table in (ours, theirs):
@@ -190,8 +190,8 @@ def test_inception_speed_quick_runs_end_to_end_and_writes_its_keys(tmp_path):
 def test_inception_speed_counts_passes_from_the_method_params():
     speed = _load_speed_script()
     from saliency_sanity.config import resolve_config
-    from saliency_sanity.experiments import Settings
-    from saliency_sanity.inception import InceptionV3
+    from saliency_sanity.randomization import Settings
+    from saliency_sanity.models.inception import InceptionV3
 
     config = speed.cascade_config(0, 1, None, quick=False)
     settings = Settings.from_config(config)
@@ -208,7 +208,7 @@ def test_inception_speed_counts_passes_from_the_method_params():
     assert counts["gradient_x_input"]["needed"] == 0 and counts["canny"]["alone"] == 0
     assert (counts["deeplift_rescale"]["alone"], counts["deeplift_rescale"]["needed"]) == (2, 1)
     # the ImageNet run's settings: the imagenet section's methods on top of the methods section, its batch size
-    imagenet = resolve_config("default")["imagenet"]
+    imagenet = resolve_config("default", workflow_dir=WORKFLOW_DIR)["imagenet"]
     assert params["integrated_gradients"]["steps"] == imagenet["methods"]["integrated_gradients"]["steps"]
     assert params["smoothgrad"]["noise_level"] == imagenet["methods"]["smoothgrad"]["noise_level"]
     assert settings.batch_size == imagenet["batch_size"]

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from saliency_sanity import data
+from saliency_sanity.data import download
+from saliency_sanity.data.registry import register_idx_dataset
 from saliency_sanity.data import (
     ChecksumError,
     DownloadError,
@@ -56,11 +58,11 @@ def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     for name, payload in files.items():
         (mirror / "mnist" / "raw" / name).write_bytes(payload)
     md5s = {name: hashlib.md5(payload).hexdigest() for name, payload in files.items()}
-    spec = data.DatasetSpec(files=md5s, urls=("http://example.invalid/a/", "http://example.invalid/b/"))
-    monkeypatch.setitem(data.DATASETS, "mnist", spec)
     monkeypatch.delenv(data.MIRROR_ENV, raising=False)
-    monkeypatch.setattr(data, "BACKOFF_SECONDS", 0.0)
-    return {"files": files, "md5s": md5s, "mirror": mirror, "data_dir": tmp_path / "data"}
+    monkeypatch.setattr(download, "BACKOFF_SECONDS", 0.0)
+    with data.DATASETS.isolated():
+        register_idx_dataset("mnist", md5s, ("http://example.invalid/a/", "http://example.invalid/b/"))
+        yield {"files": files, "md5s": md5s, "mirror": mirror, "data_dir": tmp_path / "data"}
 
 
 def test_fetch_copies_and_verifies(tiny: dict) -> None:
@@ -115,7 +117,7 @@ def test_no_network_no_mirror_names_the_setting(tiny: dict, monkeypatch: pytest.
         tried.append(url)
         raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(download.urllib.request, "urlopen", offline)
     with pytest.raises(DownloadError) as err:
         fetch_dataset("mnist", tiny["data_dir"], retries=2)
     assert data.MIRROR_ENV in str(err.value) and "data_mirror" in str(err.value)
@@ -147,7 +149,7 @@ def test_download_falls_back_after_corrupt_copy(tiny: dict, monkeypatch: pytest.
         payload = tiny["files"][name]
         return FakeResponse(payload[:5] if "/a/" in url else payload)  # host a serves a truncated copy
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", serve)
+    monkeypatch.setattr(download.urllib.request, "urlopen", serve)
     raw = fetch_dataset("mnist", tiny["data_dir"], retries=1)
     for name, payload in tiny["files"].items():
         assert (raw / name).read_bytes() == payload
@@ -160,7 +162,7 @@ def test_good_existing_file_is_not_copied_again(tiny: dict, monkeypatch: pytest.
     def no_copy(*args: object, **kwargs: object) -> None:
         raise AssertionError("a verified file was fetched again")
 
-    monkeypatch.setattr(data, "_copy_from_mirror", no_copy)
+    monkeypatch.setattr(download, "copy_from_mirror", no_copy)
     fetch_dataset("mnist", tiny["data_dir"], tiny["mirror"])
     assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir()} == before
 
@@ -217,7 +219,7 @@ def test_load_split_shape_dtype_range(tiny: dict) -> None:
 
 
 def test_load_split_errors(tiny: dict) -> None:
-    with pytest.raises(FileNotFoundError, match="fetch_dataset"):
+    with pytest.raises(FileNotFoundError, match="saliency-sanity download mnist"):
         load_split("mnist", tiny["data_dir"], "train")
     with pytest.raises(ValueError, match="split"):
         load_split("mnist", tiny["data_dir"], "validation")

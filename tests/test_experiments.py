@@ -13,7 +13,10 @@ import pandas as pd
 import pytest
 import torch
 
-from saliency_sanity import experiments, similarity
+from saliency_sanity import similarity
+from saliency_sanity.contracts import SIMILARITY_COLUMNS
+from saliency_sanity.data import DATASETS, Examples, register_dataset
+from saliency_sanity.randomization import runner as experiments
 from saliency_sanity.methods import registry
 from saliency_sanity.models import build_model, save_checkpoint
 from saliency_sanity.similarity import METRICS
@@ -22,7 +25,7 @@ N_IMAGES = 3
 LABELS = torch.tensor([3, 7, 1, 0, 9])
 METHODS = ["grad", "edges", "noise", "cam"]
 CALLS: list[tuple[str, dict]] = []
-REAL_METHODS = registry.METHODS  # the built-in methods, registered by importing experiments
+REAL_METHODS = dict(registry.METHODS)  # the built-in methods, registered by importing the package
 
 
 def _register_cheap_methods() -> None:
@@ -53,13 +56,11 @@ def cheap_registry_and_fake_data():
     """The four cheap methods in place of the registry, and a fake test split, for this module."""
     images = torch.rand(len(LABELS), 1, 28, 28, generator=torch.Generator().manual_seed(0))
 
-    def load_split(name, data_dir, split):
-        assert (name, split) == ("mnist", "test")
-        return images, LABELS
+    with registry.METHODS.isolated(), DATASETS.isolated():
+        @register_dataset("mnist", num_classes=10, splits=("test",))
+        def fake_mnist(split, source):
+            return Examples(images, LABELS)
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(registry, "METHODS", {})
-        patch.setattr(experiments, "load_split", load_split)
         _register_cheap_methods()
         yield
 
@@ -110,7 +111,7 @@ def cascaded(tmp_path_factory, models):
 def test_csv_has_the_contract_columns_one_row_per_image_method_stage_metric(cascaded):
     table, out_csv, _, _ = cascaded
     csv = pd.read_csv(out_csv)
-    assert list(csv.columns) == experiments.CSV_COLUMNS
+    assert list(csv.columns) == list(SIMILARITY_COLUMNS)
     stages = ["original", "logits", "fc", "conv2", "conv1"]
     assert len(csv) == N_IMAGES * len(METHODS) * len(stages) * len(METRICS)
     assert csv.groupby(["stage", "stage_index", "method", "metric", "image"]).size().eq(1).all()
@@ -197,7 +198,7 @@ def test_grid_images_keeps_every_stage_for_the_first_images_only(tmp_path, model
 
 @pytest.mark.parametrize("grid_images", [0, -1, 1.5, "2", True])
 def test_grid_images_must_be_a_positive_integer(grid_images):
-    with pytest.raises(ValueError, match="randomization.grid_images must be a positive integer"):
+    with pytest.raises(ValueError, match="randomization.grid_images must be an integer >= 1"):
         experiments.Settings.from_config(_config(grid_images=grid_images))
 
 
@@ -205,16 +206,16 @@ def test_display_images_are_stored_when_the_caller_has_them(tmp_path):
     maps = np.random.default_rng(0).standard_normal((N_IMAGES, 3, 8, 8))
     prepared = similarity.prepare(maps, normalization="percentile", hog_pixels_per_cell=4)
     result = experiments.RunResult(
+        methods=["edges"],
         stages=["original", "top"],
         maps=[[experiments.KeptMaps.of(prepared)], [experiments.KeptMaps.of(prepared, 1)]],
         targets=[np.zeros(N_IMAGES)] * 2, predictions=[np.zeros(N_IMAGES)] * 2,
     )
-    method = registry.get_method("edges")
     images, labels = torch.randn(N_IMAGES, 3, 8, 8), torch.zeros(N_IMAGES, dtype=torch.long)
     display = torch.rand(N_IMAGES, 3, 8, 8, dtype=torch.float64)
     identity = {"dataset": "imagenet", "model": "m", "mode": "cascading"}
     path = tmp_path / "maps.npz"
-    experiments._write_maps(path, result, [method], images, labels, identity, normalization="percentile",
+    experiments.write_maps(path, result, images, labels, identity, normalization="percentile",
                             display=display)
     data = _archive(path)
     assert data["display"].dtype == np.float32
@@ -222,7 +223,7 @@ def test_display_images_are_stored_when_the_caller_has_them(tmp_path):
     assert data["original_abs"].shape == (1, N_IMAGES, 8, 8) and data["maps_abs"].shape == (1, 2, 1, 8, 8)
     np.testing.assert_allclose(data["original_signed"][0], prepared.signed, **FLOAT16)
     with pytest.raises(ValueError, match="display images have shape"):
-        experiments._write_maps(path, result, [method], images, labels, identity, normalization="percentile",
+        experiments.write_maps(path, result, images, labels, identity, normalization="percentile",
                                 display=display[:2])
 
 
@@ -240,7 +241,9 @@ def test_targets_are_each_stages_own_prediction_or_the_true_label(tmp_path, mode
 def test_methods_get_config_params_batch_size_baseline_and_model_free_maps_are_reused(cascaded):
     calls = cascaded[3]
     grad_calls = [params for name, params in calls if name == "grad"]
-    assert grad_calls == [{"batch_size": 2, "baseline": None, "scale": 2.0}] * 5
+    assert [(p["batch_size"], p["scale"]) for p in grad_calls] == [(2, 2.0)] * 5
+    # the config names no baseline: the registry's default, zeros of the inputs' shape
+    assert all(p["baseline"].shape == (N_IMAGES, 1, 28, 28) and not p["baseline"].any() for p in grad_calls)
     assert [name for name, _ in calls].count("edges") == 1
 
 
@@ -281,12 +284,12 @@ def test_labels_mode_needs_the_random_label_model_and_has_two_stages(tmp_path, m
 def test_unknown_method_in_config_is_an_error_listing_the_registered_ones(tmp_path, models):
     config = _config()
     config["methods"]["gradient_times_input"] = {}
-    with pytest.raises(ValueError, match=r"gradient_times_input.*registered methods: grad, edges, noise, cam"):
+    with pytest.raises(ValueError, match=r"gradient_times_input.*methods.gradient_times_input.*registered: grad, edges, noise, cam"):
         _run(tmp_path, models["cnn"], config=config)
 
 
 def test_a_method_that_does_not_apply_is_skipped(tmp_path, models, caplog):
-    with caplog.at_level("INFO", logger="saliency_sanity.experiments"):
+    with caplog.at_level("INFO", logger="saliency_sanity.harness"):
         table, _, out_maps = _run(tmp_path, models["mlp"])
     assert "skipping cam" in caplog.text
     assert "cam" not in set(table.method)
@@ -315,9 +318,8 @@ def test_outputs_are_written_atomically(tmp_path, models, cascaded):
     assert not (tmp_path / "failed").exists()
 
 
-def test_real_registry_runs_every_applicable_method(tmp_path, models, monkeypatch):
+def test_real_registry_runs_every_applicable_method(tmp_path, models, real_methods):
     """Every built-in method through the runner on the paper's CNN, with cheap params."""
-    monkeypatch.setattr(registry, "METHODS", REAL_METHODS)  # undone after this test
     cheap = {"n_samples": 2, "noise_level": 0.15}
     config = _config()
     config["methods"] = {
@@ -333,3 +335,12 @@ def test_real_registry_runs_every_applicable_method(tmp_path, models, monkeypatc
         assert data["methods"].tolist() == names
         for key in MAP_ARRAYS:
             assert np.isfinite(data[key]).all() and np.abs(data[key]).max() <= 1, key
+
+
+@pytest.fixture
+def real_methods():
+    """The built-in methods in place of this module's cheap ones, for one test."""
+    with registry.METHODS.isolated():
+        for name, method in REAL_METHODS.items():
+            registry.METHODS.add(name, method)
+        yield

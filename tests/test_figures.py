@@ -50,9 +50,10 @@ PER_MODEL = [name for name, spec in FIGURES.items() if spec.model is None]
 
 
 @pytest.fixture(autouse=True)
-def control_method(monkeypatch):
+def control_method():
     """Register a model-free control for the test only (restored afterwards)."""
-    monkeypatch.setitem(METHODS, "test_edge_control", Method("test_edge_control", lambda m, x, t: x, model_free=True))
+    with METHODS.added("test_edge_control", Method("test_edge_control", lambda m, x, t: x, model_free=True)):
+        yield
 
 
 def _images(rng: np.random.Generator) -> np.ndarray:
@@ -165,7 +166,7 @@ def test_index_lists_every_figure_made_with_caption_preset_commit(made, tmp_path
 
 
 def test_unknown_figure_lists_the_known_ones(inputs, tmp_path):
-    with pytest.raises(UnknownFigureError, match="registered figures: .*cascading_grid"):
+    with pytest.raises(UnknownFigureError, match="unknown figure .fig9.; registered: .*cascading_grid"):
         make_figure("fig9", MODEL, inputs, tmp_path, preset="smoke")
 
 

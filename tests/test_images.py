@@ -13,7 +13,7 @@ import torch
 from torchvision.models import Inception_V3_Weights
 
 from saliency_sanity.data import DataError
-from saliency_sanity.images import (
+from saliency_sanity.data.images import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     SKIMAGE_PHOTOS,
@@ -172,7 +172,7 @@ def test_skimage_default_set():
 
 
 def test_skimage_mapping_is_documented_and_uses_the_standard_class_order():
-    import saliency_sanity.images as module
+    import saliency_sanity.data.images as module
 
     assert SKIMAGE_PHOTOS == {"chelsea": 281, "coffee": 967, "rocket": 657, "camera": 872}
     for photo in SKIMAGE_PHOTOS:
@@ -213,7 +213,7 @@ def write_labels(path: Path, labels: dict) -> Path:
 @pytest.mark.parametrize("wrap", [lambda i: i, lambda i: {"index": i, "wnid": "n0", "name": "x"}], ids=["int", "object"])
 def test_folder_loads_labelled_files_sorted(folder, wrap, caplog):
     write_labels(folder / "labels.json", {"c.png": wrap(5), "b.png": wrap(999), "a.jpg": wrap(0)})
-    with caplog.at_level(logging.WARNING, logger="saliency_sanity.images"):
+    with caplog.at_level(logging.WARNING, logger="saliency_sanity.data.images"):
         images = load_images(str(folder), size=64)
     assert images.ids == ["a.jpg", "b.png", "c.png"]
     assert images.labels.tolist() == [0, 999, 5]

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 from torchvision.models import inception_v3
 
-from saliency_sanity import data as data_module
-from saliency_sanity import inception
+from saliency_sanity.data import download as data_module
+from saliency_sanity.models import inception
 from saliency_sanity.data import ChecksumError
-from saliency_sanity.inception import (
+from saliency_sanity.models.inception import (
     BLOCKS,
     WEIGHTS_FILE,
     WEIGHTS_URL,

@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"torch": "pytorch", "snakemake": "snakemake-minimal"}
 SPEC = re.compile(r"^([A-Za-z0-9_.-]+)\s*(.*)$")
 
+WORKFLOW_DIR = Path(__file__).resolve().parents[1] / "workflow"
+
 
 def _split(spec: str) -> tuple[str, str]:
     name, version = SPEC.match(spec.strip()).groups()
@@ -44,31 +46,31 @@ def test_lock_file_pins_every_dependency_exactly():
 
 @pytest.mark.parametrize("preset", ["default", "smoke", "paper"])
 def test_presets_resolve_and_validate(preset):
-    config = resolve_config(preset)
+    config = resolve_config(preset, workflow_dir=WORKFLOW_DIR)
     assert config["preset"] == preset
-    assert preset in available_presets()
+    assert preset in available_presets(WORKFLOW_DIR)
 
 
 def test_unknown_preset_names_the_available_ones():
     with pytest.raises(ConfigError, match="unknown preset 'nope'.*smoke"):
-        resolve_config("nope")
+        resolve_config("nope", workflow_dir=WORKFLOW_DIR)
 
 
 def test_bad_config_value_names_the_key():
     with pytest.raises(ConfigError, match="randomization.n_images"):
-        resolve_config("smoke", {"randomization": {"n_images": 0}})
+        resolve_config("smoke", {"randomization": {"n_images": 0}}, workflow_dir=WORKFLOW_DIR)
     with pytest.raises(ConfigError, match="device"):
-        resolve_config("smoke", {"device": "gpu"})
+        resolve_config("smoke", {"device": "gpu"}, workflow_dir=WORKFLOW_DIR)
 
 
 def test_overrides_win_over_the_preset():
-    config = resolve_config("smoke", {"seed": 7, "randomization": {"n_images": 2}})
+    config = resolve_config("smoke", {"seed": 7, "randomization": {"n_images": 2}}, workflow_dir=WORKFLOW_DIR)
     assert config["seed"] == 7 and config["randomization"]["n_images"] == 2
     assert config["randomization"]["explain"] == "predicted"  # untouched keys keep the preset's value
 
 
 def test_paper_preset_trains_with_the_papers_settings():
-    training = resolve_config("paper")["training"]
+    training = resolve_config("paper", workflow_dir=WORKFLOW_DIR)["training"]
     for labels, epochs in (("true_labels", 50), ("random_labels", 100)):
         section = training[labels]
         assert section.get("lr_schedule", training.get("lr_schedule", "constant")) == "constant"
@@ -83,11 +85,11 @@ def test_nested_command_line_values_are_typed_as_yaml_reads_them():
     raw = {"imagenet": {"enabled": "false", "n_images": "2", "notes": "a: b", "weights": "random"}, "seed": 3}
     typed = typed_overrides(raw)
     assert typed == {"imagenet": {"enabled": False, "n_images": 2, "notes": "a: b", "weights": "random"}, "seed": 3}
-    assert resolve_config("smoke", typed)["imagenet"]["enabled"] is False
+    assert resolve_config("smoke", typed, workflow_dir=WORKFLOW_DIR)["imagenet"]["enabled"] is False
 
 
 def test_the_imagenet_sections_of_the_presets():
-    default, smoke, paper = (resolve_config(p)["imagenet"] for p in ("default", "smoke", "paper"))
+    default, smoke, paper = (resolve_config(p, workflow_dir=WORKFLOW_DIR)["imagenet"] for p in ("default", "smoke", "paper"))
     assert default["weights"] == "torchvision" and default["images"] == "skimage" and default["image_size"] == 299
     assert default["batchnorm"] == "keep" and default["similarity"]["normalization"] == "percentile"
     assert smoke["weights"] == "random"  # offline

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 import torch
 
-from saliency_sanity.experiments import Settings, _call_params
+from saliency_sanity.harness import Harness
 from saliency_sanity.methods import get_method
 from saliency_sanity.methods.gradients import gradient
 from saliency_sanity.methods.reuse import Memo, active_memo, memoize, shared_work
@@ -152,12 +152,12 @@ def test_ig_smoothgrad_keeps_its_own_noise():
     assert get_method("gradient").noise_key == "gradient"
 
 
-def test_the_runner_seeds_the_smoothings_alike():
-    settings = Settings.from_config({"seed": 3, "randomization": {"n_images": 1}})
-    device = torch.device("cpu")
+def test_the_harness_seeds_the_smoothings_alike():
+    harness = Harness(seed=3)
 
     def state(name: str, stage: int = 1) -> torch.Tensor:
-        return _call_params(get_method(name), settings, stage, device)["generator"].get_state()
+        bound = harness.bind(get_method(name), stage)
+        return bound.context.generator(bound.method.noise_key, "cpu").get_state()
 
     assert all(torch.equal(state(name), state("smoothgrad")) for name in SMOOTHINGS)
     assert not torch.equal(state("ig_smoothgrad"), state("smoothgrad"))
@@ -250,18 +250,20 @@ def test_keys_stand_for_objects_by_identity_and_pin_them():
 def test_the_runner_shares_work_within_each_stage_and_logs_it(cnn, images, caplog):
     from tqdm import tqdm
 
-    from saliency_sanity.experiments import _explain_stages
-    from saliency_sanity.randomization import cascading
+    from saliency_sanity.data import Examples
+    from saliency_sanity.randomization import ModeInputs, Settings, mode_spec, run_stages
 
     names = [*SMOOTHINGS, "guided_backprop", "gradcam", "guided_gradcam"]
     settings = Settings.from_config({
         "seed": 0, "randomization": {"n_images": len(images), "batch_size": 5},
         "methods": {name: {"n_samples": N_SAMPLES} for name in SMOOTHINGS},
     })
-    stages = [stage for _, stage in zip(range(2), cascading(cnn, seed=0))]
-    with counting(stages[0][2]) as first, counting(stages[1][2]) as second, caplog.at_level("INFO"):
-        result = _explain_stages(iter(stages), [get_method(n) for n in names], images,
-                                 torch.zeros(len(images), dtype=torch.long), settings, "max", tqdm(disable=True))
+    harness = Harness(settings.method_params, methods=names, seed=0, batch_size=5)
+    stages = [stage for _, stage in zip(range(2), mode_spec("cascading").stages(cnn, ModeInputs(seed=0)))]
+    examples = Examples(images, torch.zeros(len(images), dtype=torch.long))
+    with counting(stages[0].model) as first, counting(stages[1].model) as second, caplog.at_level("INFO"):
+        result = run_stages(iter(stages), harness, harness.applicable(cnn), examples, settings, "max",
+                            tqdm(disable=True))
     # per stage: the predictions, one set of smoothing samples, guided backprop and Grad-CAM once each
     assert first.examples == second.examples == len(images) * (1 + N_SAMPLES + 2)
     assert active_memo() is None

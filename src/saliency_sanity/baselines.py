@@ -1,17 +1,49 @@
-"""Baselines (references) for path-attribution methods such as Integrated Gradients.
+"""The baseline registry: references for path-attribution methods (Integrated Gradients, DeepLIFT).
 
-A baseline lives in the model's *input space*: the same preprocessing as x. The paper's
-choice, the zero baseline, is therefore black for MNIST inputs in [0, 1] but mid-grey for
-inputs scaled to [-1, 1] (Inception); figures must say which input scaling was used.
+A baseline is one decorated function ``fn(x, context) -> Tensor`` of x's shape, in the model's
+*input space* (after preprocessing): the paper's zero baseline is black for MNIST inputs in
+[0, 1] but the ImageNet mean colour for normalized ImageNet inputs. The config names one per path
+method (``methods: {integrated_gradients: {baseline: zero}}``, default ``zero``); a method
+receives the tensor as its ``baseline`` argument.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
+from saliency_sanity.context import Context
+from saliency_sanity.registry import Registry
 
-def zero_baseline(x: torch.Tensor) -> torch.Tensor:
-    """All-zeros baseline of x's shape, dtype and device (Adebayo et al.'s IG baseline)."""
+BaselineFn = Callable[[torch.Tensor, Context], torch.Tensor]
+DEFAULT_BASELINE = "zero"
+
+BASELINES: Registry[BaselineFn] = Registry("baseline")
+
+
+def register_baseline(name: str) -> Callable[[BaselineFn], BaselineFn]:
+    """Register ``fn(x, context)`` as baseline ``name``; returns ``fn`` unchanged."""
+
+    def decorator(fn: BaselineFn) -> BaselineFn:
+        BASELINES.add(name, fn)
+        return fn
+
+    return decorator
+
+
+def make_baseline(name: str, x: torch.Tensor, context: Context, config_key: str | None = None) -> torch.Tensor:
+    """The baseline ``name`` for inputs x, checked to have x's shape, dtype and device."""
+    baseline = BASELINES.get_entry(name, config_key)(x, context)
+    if baseline.shape != x.shape or baseline.device != x.device or baseline.dtype != x.dtype:
+        raise RuntimeError(f"baseline {name!r} returned {tuple(baseline.shape)} {baseline.dtype} on {baseline.device} "
+                           f"for inputs {tuple(x.shape)} {x.dtype} on {x.device}")
+    return baseline
+
+
+@register_baseline("zero")
+def zero_baseline(x: torch.Tensor, context: Context | None = None) -> torch.Tensor:
+    """All zeros in input space (Adebayo et al.'s IG baseline)."""
     return torch.zeros_like(x)
 
 

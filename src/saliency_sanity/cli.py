@@ -19,10 +19,9 @@ log = logging.getLogger("saliency_sanity")
 # method or figure); anything else is a bug and keeps its traceback.
 def _user_errors() -> tuple[type[Exception], ...]:
     from saliency_sanity.data import DataError
-    from saliency_sanity.figures import UnknownFigureError
-    from saliency_sanity.methods import UnknownMethodError
+    from saliency_sanity.registry import UnknownNameError
 
-    return (ValueError, FileNotFoundError, DataError, UnknownMethodError, UnknownFigureError)
+    return (ValueError, FileNotFoundError, DataError, UnknownNameError)
 
 
 def _json_arg(text: str) -> dict:
@@ -63,14 +62,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_imagenet_model(args: argparse.Namespace) -> None:
-    from saliency_sanity.inception import write_checkpoint
+    from saliency_sanity.models.inception import write_checkpoint
 
     record = write_checkpoint(args.settings, args.data_dir, args.out, mirror=args.mirror)
     log.info("wrote %s (weights: %s)", args.out, record["weights"])
 
 
 def cmd_randomize(args: argparse.Namespace) -> None:
-    from saliency_sanity.experiments import run_randomization_test
+    from saliency_sanity.randomization import run_randomization_test
 
     run_randomization_test(
         args.model, args.mode, args.settings, args.out_csv, args.out_maps,
@@ -108,17 +107,12 @@ def cmd_index(args: argparse.Namespace) -> None:
 
 
 def cmd_record_config(args: argparse.Namespace) -> None:
-    import os
-
     import yaml
 
-    from saliency_sanity.runtime import library_versions
+    from saliency_sanity.runtime import library_versions, write_text
 
     record = {"config": args.settings, "library_versions": library_versions()}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(record, sort_keys=False))
-    os.replace(tmp, args.out)
+    write_text(args.out, yaml.safe_dump(record, sort_keys=False))
 
 
 def cmd_methods(args: argparse.Namespace) -> None:
@@ -134,12 +128,19 @@ def cmd_methods(args: argparse.Namespace) -> None:
 def cmd_config(args: argparse.Namespace) -> None:
     import yaml
 
-    from saliency_sanity.config import resolve_config
+    from saliency_sanity.config import find_workflow_dir, resolve_config
 
-    print(yaml.safe_dump(resolve_config(args.preset), sort_keys=False), end="")
+    workflow_dir = args.workflow_dir or find_workflow_dir()
+    print(yaml.safe_dump(resolve_config(args.preset, workflow_dir=workflow_dir), sort_keys=False), end="")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from saliency_sanity.data import DATASETS
+    from saliency_sanity.models import MODELS
+    from saliency_sanity.randomization import MODES
+
+    downloaded = [name for name, spec in DATASETS.items() if spec.downloaded]
+    trainable = [name for name, spec in MODELS.items() if "trained" in spec.weights]
     parser = argparse.ArgumentParser(prog="saliency-sanity", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
@@ -151,13 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("download", cmd_download, "fetch a dataset (mirror or official host), md5-verified")
-    p.add_argument("dataset", choices=["mnist", "fashion-mnist"])
+    p.add_argument("dataset", choices=downloaded)
     p.add_argument("--data-dir", type=Path, default=Path("data"))
     p.add_argument("--mirror", default=None, help="folder laid out as <dataset>/raw/<file> (default: $SALIENCY_DATA_MIRROR)")
 
     p = add("train", cmd_train, "train one model and write its checkpoint + JSON record")
-    p.add_argument("--dataset", required=True, choices=["mnist", "fashion-mnist"])
-    p.add_argument("--arch", required=True, choices=["cnn", "mlp"])
+    p.add_argument("--dataset", required=True, choices=[name for name, spec in DATASETS.items() if "train" in spec.splits])
+    p.add_argument("--arch", required=True, choices=trainable)
     p.add_argument("--labels", default="true", choices=["true", "random"])
     p.add_argument("--settings", type=_json_arg, required=True, help="the config's training section (JSON or @file)")
     p.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("randomize", cmd_randomize, "run one randomization test; write the tidy CSV and the maps")
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--mode", required=True, choices=["cascading", "independent", "labels"])
+    p.add_argument("--mode", required=True, choices=MODES.names())
     p.add_argument("--random-label-model", type=Path, default=None)
     p.add_argument("--settings", type=_json_arg, required=True, help="the resolved config (JSON or @file)")
     p.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -207,6 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("config", cmd_config, "print the resolved, validated config of a preset")
     p.add_argument("--preset", default="default")
+    p.add_argument("--workflow-dir", type=Path, default=None,
+                   help="the repository's workflow/ folder (default: ./workflow)")
     return parser
 
 

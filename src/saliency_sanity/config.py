@@ -2,20 +2,30 @@
 
 Resolution order (later wins): ``workflow/config/default.yaml`` < ``workflow/config/<preset>.yaml``
 < the caller's overrides (``snakemake --config ...``). The result is validated against
-``workflow/schemas/config.schema.yaml`` so a bad value fails before any work starts.
+``workflow/schemas/config.schema.yaml`` so a bad value fails before any work starts. The workflow
+folder is passed in (the Snakefile knows where it is); the package never looks for it in its own
+source tree, so a non-editable install works.
+
+Checks beyond the schema use one dialect: :func:`config_value` to read a key, and the checks
+:func:`positive_int`, :func:`non_negative_int`, :func:`positive_float` and :func:`one_of`, each
+raising :class:`ConfigError` that names the config key.
+
+:func:`randomize_settings` picks the sections one randomization job reads (for the ImageNet
+models, the ``imagenet`` section's values in their place), so a job reruns when, and only when,
+its own settings change.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import jsonschema
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-WORKFLOW_DIR = REPO_ROOT / "workflow"
+MISSING = object()
 
 
 class ConfigError(ValueError):
@@ -53,7 +63,16 @@ def typed_overrides(value: Any) -> Any:
     return value
 
 
-def available_presets(workflow_dir: Path = WORKFLOW_DIR) -> list[str]:
+def find_workflow_dir(start: str | Path | None = None) -> Path:
+    """``<start>/workflow`` (default: the current folder), where the presets and the schema are."""
+    folder = Path(start or Path.cwd()) / "workflow"
+    if not (folder / "config" / "default.yaml").is_file():
+        raise ConfigError(f"{folder} holds no config/default.yaml; run from the repository's root (the folder "
+                          "with the Snakefile) or pass --workflow-dir")
+    return folder
+
+
+def available_presets(workflow_dir: Path) -> list[str]:
     return sorted(p.stem for p in (workflow_dir / "config").glob("*.yaml"))
 
 
@@ -68,7 +87,8 @@ def _read_yaml(path: Path) -> dict:
 def resolve_config(
     preset: str | None = None,
     overrides: dict[str, Any] | None = None,
-    workflow_dir: Path = WORKFLOW_DIR,
+    *,
+    workflow_dir: Path,
 ) -> dict:
     """The validated config of ``preset`` (default: ``overrides['preset']`` or "default")."""
     overrides = dict(overrides or {})
@@ -89,7 +109,7 @@ def resolve_config(
     return config
 
 
-def validate_config(config: dict, workflow_dir: Path = WORKFLOW_DIR) -> None:
+def validate_config(config: dict, workflow_dir: Path) -> None:
     """Raise :class:`ConfigError` naming the offending key when the schema rejects a value."""
     schema = _read_yaml(workflow_dir / "schemas" / "config.schema.yaml")
     validator = jsonschema.Draft202012Validator(schema)
@@ -102,6 +122,68 @@ def validate_config(config: dict, workflow_dir: Path = WORKFLOW_DIR) -> None:
         raise ConfigError("invalid config:\n" + "\n".join(lines))
 
 
-def model_name(dataset: str, arch: str, labels: str = "true") -> str:
-    """Checkpoint name used across the workflow: ``<dataset>-<arch>[-random-labels]``."""
-    return f"{dataset}-{arch}" + ("-random-labels" if labels == "random" else "")
+def config_value(config: Mapping[str, Any], key: str, default: Any = MISSING) -> Any:
+    """The value of a dotted config key (``theory.linear.steps``); a missing key is an error naming it."""
+    value: Any = config
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        if not isinstance(value, Mapping) or part not in value:
+            if default is not MISSING:
+                return default
+            raise ConfigError(f"config key {'.'.join(parts[: depth + 1])} is missing; see workflow/config/default.yaml")
+        value = value[part]
+    return value
+
+
+def positive_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"config key {key} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def non_negative_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"config key {key} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def positive_float(value: Any, key: str) -> float:
+    """A number > 0; also a numeric string, since YAML 1.1 reads ``1e-4`` (no dot) as text."""
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else math.nan
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"config key {key} must be a number > 0, got {value!r}")
+    return number
+
+
+def one_of(value: Any, choices: Sequence[Any], key: str) -> Any:
+    if value not in choices:
+        raise ConfigError(f"config key {key} is {value!r}; choose one of {list(choices)}")
+    return value
+
+
+IMAGENET_RANDOMIZATION_KEYS = ("n_images", "explain", "batch_size", "grid_images", "batchnorm")
+
+
+def randomize_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """The config sections one randomization job reads, for a model of ``dataset``.
+
+    The ImageNet models read the ``imagenet`` section: its randomization keys, its similarity
+    section, its methods on top of the ``methods`` section, and its image source.
+    """
+    settings = {key: copy.deepcopy(config[key]) for key in ("seed", "device", "randomization", "methods", "similarity")}
+    if dataset != "imagenet":
+        return settings
+    imagenet = config["imagenet"]
+    methods = {name: dict(params or {}) for name, params in config["methods"].items()}
+    for name, params in (imagenet.get("methods") or {}).items():
+        methods[name] = {**methods.get(name, {}), **(params or {})}
+    settings.update(
+        randomization={key: imagenet[key] for key in IMAGENET_RANDOMIZATION_KEYS if key in imagenet},
+        methods=methods,
+        similarity=copy.deepcopy(imagenet["similarity"]),
+        images={"source": imagenet["images"], "labels": imagenet["labels"], "size": imagenet["image_size"]},
+    )
+    return settings

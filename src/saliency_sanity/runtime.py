@@ -1,7 +1,9 @@
-"""Device selection, seeding and the environment record shared by every step."""
+"""Device selection, seeding, the environment record and the one atomic writer shared by every step."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import random
@@ -23,6 +25,12 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {spec!r} requested (config key 'device') but CUDA is not available; use 'auto' or 'cpu'")
     return device
+
+
+def derive_seed(seed: int, *keys: object) -> int:
+    """A 63-bit seed from a base seed and keys, stable across runs and platforms (unlike hash())."""
+    text = "/".join(str(part) for part in (seed, *keys))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -65,6 +73,16 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """A text file, written atomically."""
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_json(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """A JSON record (sorted keys, indented), written atomically."""
+    write_text(path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
 def write_npz(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:

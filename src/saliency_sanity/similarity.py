@@ -16,7 +16,9 @@ percentile, more than 99 % zeros). An all-zero map stays all zeros. When only th
 0, the scale falls back to the maximum, so the few non-zero pixels keep their ranks instead of
 all saturating.
 
-Metrics (between the maps of one image): ``spearman_abs`` and ``spearman_signed`` (Spearman rank
+Metrics form a registry (:data:`METRICS`, :func:`register_metric`): each is a function of two
+prepared batches of maps (:class:`PreparedMaps`, the reference and the other) returning one score
+per image; the runner scores every registered metric. The built-in ones: ``spearman_abs`` and ``spearman_signed`` (Spearman rank
 correlation of the flattened normalized maps, average ranks for ties, as
 ``scipy.stats.spearmanr``), ``ssim`` (scikit-image's SSIM of the [0, 1] absolute maps, Gaussian
 weights, data_range 1) and ``hog`` (Spearman correlation of the scikit-image HOG feature vectors
@@ -31,6 +33,8 @@ as uncorrelated instead of NaN.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable
 
 import numpy as np
 import torch
@@ -38,8 +42,9 @@ from scipy.stats import rankdata
 from skimage.feature import hog as skimage_hog
 from skimage.metrics import structural_similarity
 
-METRICS = ("spearman_abs", "spearman_signed", "ssim", "hog")
-NORMALIZATIONS = ("max", "percentile")
+from saliency_sanity.contracts import NORMALIZATIONS
+from saliency_sanity.registry import Registry
+
 PERCENTILE = 99.0
 HOG_ORIENTATIONS = 9
 HOG_CELLS_PER_BLOCK = 3  # scikit-image's default; reduced when the map has fewer cells
@@ -150,33 +155,63 @@ def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class SimilaritySettings:
+    """How maps are normalized and compared (the config's ``similarity`` section)."""
+
+    normalization: str = "max"
+    hog_pixels_per_cell: int = 7
+    ssim_gaussian: bool = True
+
+
 class PreparedMaps:
-    """Everything the metrics need from a batch of maps, computed once per batch.
+    """A batch of maps normalized once, with what the metrics need computed on first use and kept.
 
     The reference (stage 0) maps are prepared once and compared with every stage.
     """
 
-    absolute: np.ndarray  # (N, H, W) normalized absolute maps in [0, 1]
-    signed: np.ndarray  # (N, H, W) normalized signed maps in [-1, 1]
-    abs_ranks: Ranks
-    signed_ranks: Ranks
-    hog_ranks: Ranks
+    def __init__(self, absolute: np.ndarray, signed: np.ndarray, settings: SimilaritySettings) -> None:
+        self.absolute = absolute  # (N, H, W) normalized absolute maps in [0, 1]
+        self.signed = signed  # (N, H, W) normalized signed maps in [-1, 1]
+        self.settings = settings
+
+    def __len__(self) -> int:
+        return len(self.absolute)
+
+    @cached_property
+    def abs_ranks(self) -> Ranks:
+        return Ranks.of(self.absolute)
+
+    @cached_property
+    def signed_ranks(self) -> Ranks:
+        return Ranks.of(self.signed)
+
+    @cached_property
+    def hog_ranks(self) -> Ranks:
+        return Ranks.of(hog_features(self.absolute, self.settings.hog_pixels_per_cell))
 
 
-def prepare(maps: MapsLike, *, normalization: str = "max", hog_pixels_per_cell: int = 7) -> PreparedMaps:
-    """Normalize a batch of raw maps (N, C, H, W) and precompute their ranks and HOG features.
+def prepare(maps: MapsLike, *, normalization: str = "max", hog_pixels_per_cell: int = 7,
+            ssim_gaussian: bool = True) -> PreparedMaps:
+    """Normalize a batch of raw maps (N, C, H, W); the metrics' features follow on first use.
 
     The normalized (N, H, W) maps are kept too: the runner's maps archive stores them as compared.
     """
-    absolute = normalize_absolute(maps, normalization)
-    signed = normalize_signed(maps, normalization)
-    return PreparedMaps(
-        absolute=absolute,
-        signed=signed,
-        abs_ranks=Ranks.of(absolute),
-        signed_ranks=Ranks.of(signed),
-        hog_ranks=Ranks.of(hog_features(absolute, hog_pixels_per_cell)),
-    )
+    settings = SimilaritySettings(normalization, hog_pixels_per_cell, ssim_gaussian)
+    return PreparedMaps(normalize_absolute(maps, normalization), normalize_signed(maps, normalization), settings)
+
+
+MetricFn = Callable[[PreparedMaps, PreparedMaps], np.ndarray]
+METRICS: Registry[MetricFn] = Registry("similarity metric")
+
+
+def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
+    """Register ``fn(reference, other) -> scores (N,)`` as similarity metric ``name``."""
+
+    def decorator(fn: MetricFn) -> MetricFn:
+        METRICS.add(name, fn)
+        return fn
+
+    return decorator
 
 
 def _ssim_window(height: int, width: int, gaussian: bool) -> int | None:
@@ -198,16 +233,41 @@ def ssim_batch(a: np.ndarray, b: np.ndarray, *, gaussian: bool = True) -> np.nda
     ])
 
 
-def compare(reference: PreparedMaps, other: PreparedMaps, *, ssim_gaussian: bool = True) -> dict[str, list[float]]:
-    """All four metrics per image between two prepared batches of the same images."""
+def compare(reference: PreparedMaps, other: PreparedMaps, metrics: list[str] | None = None) -> dict[str, list[float]]:
+    """Every registered metric (or those named) per image between two prepared batches of the same images."""
     if reference.absolute.shape != other.absolute.shape:
         raise ValueError(f"cannot compare maps of shapes {reference.absolute.shape} and {other.absolute.shape}")
-    return {
-        "spearman_abs": rank_correlation(reference.abs_ranks, other.abs_ranks).tolist(),
-        "spearman_signed": rank_correlation(reference.signed_ranks, other.signed_ranks).tolist(),
-        "ssim": ssim_batch(reference.absolute, other.absolute, gaussian=ssim_gaussian).tolist(),
-        "hog": rank_correlation(reference.hog_ranks, other.hog_ranks).tolist(),
-    }
+    scores = {}
+    for name in metrics or METRICS.names():
+        values = np.asarray(METRICS.get_entry(name)(reference, other), dtype=np.float64)
+        if values.shape != (len(reference),):
+            raise RuntimeError(f"similarity metric {name!r} returned shape {values.shape} for {len(reference)} maps")
+        scores[name] = values.tolist()
+    return scores
+
+
+@register_metric("spearman_abs")
+def spearman_abs_metric(reference: PreparedMaps, other: PreparedMaps) -> np.ndarray:
+    """Spearman rank correlation of the normalized absolute maps."""
+    return rank_correlation(reference.abs_ranks, other.abs_ranks)
+
+
+@register_metric("spearman_signed")
+def spearman_signed_metric(reference: PreparedMaps, other: PreparedMaps) -> np.ndarray:
+    """Spearman rank correlation of the normalized signed maps."""
+    return rank_correlation(reference.signed_ranks, other.signed_ranks)
+
+
+@register_metric("ssim")
+def ssim_metric(reference: PreparedMaps, other: PreparedMaps) -> np.ndarray:
+    """SSIM of the [0, 1] absolute maps."""
+    return ssim_batch(reference.absolute, other.absolute, gaussian=reference.settings.ssim_gaussian)
+
+
+@register_metric("hog")
+def hog_metric(reference: PreparedMaps, other: PreparedMaps) -> np.ndarray:
+    """Spearman rank correlation of the HOG feature vectors of the absolute maps."""
+    return rank_correlation(reference.hog_ranks, other.hog_ranks)
 
 
 def similarity(
@@ -218,10 +278,11 @@ def similarity(
     hog_pixels_per_cell: int = 7,
     ssim_gaussian: bool = True,
 ) -> dict[str, float]:
-    """All four metrics between two raw maps (C, H, W) of one image."""
+    """Every registered metric between two raw maps (C, H, W) of one image."""
     map_a, map_b = _single(map_a), _single(map_b)
-    settings = {"normalization": normalization, "hog_pixels_per_cell": hog_pixels_per_cell}
-    scores = compare(prepare(map_a, **settings), prepare(map_b, **settings), ssim_gaussian=ssim_gaussian)
+    settings = {"normalization": normalization, "hog_pixels_per_cell": hog_pixels_per_cell,
+                "ssim_gaussian": ssim_gaussian}
+    scores = compare(prepare(map_a, **settings), prepare(map_b, **settings))
     return {metric: values[0] for metric, values in scores.items()}
 
 

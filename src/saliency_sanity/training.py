@@ -30,7 +30,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from saliency_sanity.data import load_split, permute_labels, train_validation_split
-from saliency_sanity.models import ARCHITECTURES, build_model, save_checkpoint
+from saliency_sanity.config import ConfigError, non_negative_int, one_of, positive_float, positive_int
+from saliency_sanity.models import MODELS, build_model, save_checkpoint
 from saliency_sanity.runtime import library_versions, resolve_device, seed_everything
 
 LABEL_MODES = ("true", "random")
@@ -56,26 +57,26 @@ def resolve_settings(settings: Mapping[str, Any], arch: str, labels: str) -> Tra
     """Pick one run's settings out of the ``training`` section; a bad value names its key."""
     if labels not in LABEL_MODES:
         raise ValueError(f"labels must be one of {LABEL_MODES}, got {labels!r}")
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    trainable = [name for name, spec in MODELS.items() if "trained" in spec.weights]
+    if arch not in trainable:
+        raise ValueError(f"unknown architecture {arch!r} for training; choose one of {sorted(trainable)}")
     section_key = f"{labels}_labels"
     section = _mapping(settings, section_key, "training")
     per_arch = _mapping(section, arch, f"training.{section_key}")
     prefix = f"training.{section_key}.{arch}"
     batch_size = _nearest("batch_size", per_arch, section, settings)
-    lr_schedule = _nearest("lr_schedule", per_arch, section, settings) or "constant"
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"config key training.lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    lr_schedule = one_of(_nearest("lr_schedule", per_arch, section, settings) or "constant", LR_SCHEDULES,
+                         "training.lr_schedule")
     train_size = section.get("train_size")
     return TrainConfig(
         labels=labels,
-        epochs=_positive_int(per_arch.get("epochs"), f"{prefix}.epochs"),
-        lr=_positive_float(per_arch.get("lr"), f"{prefix}.lr"),
-        batch_size=_positive_int(batch_size, "training.batch_size"),
+        epochs=positive_int(per_arch.get("epochs"), f"{prefix}.epochs"),
+        lr=positive_float(per_arch.get("lr"), f"{prefix}.lr"),
+        batch_size=positive_int(batch_size, "training.batch_size"),
         lr_schedule=lr_schedule,
-        train_size=None if train_size is None else _positive_int(train_size, f"training.{section_key}.train_size"),
-        validation_size=_non_negative_int(settings.get("validation_size"), "training.validation_size"),
-        eval_batch_size=_positive_int(settings.get("eval_batch_size", DEFAULT_EVAL_BATCH_SIZE), "training.eval_batch_size"),
+        train_size=None if train_size is None else positive_int(train_size, f"training.{section_key}.train_size"),
+        validation_size=non_negative_int(settings.get("validation_size"), "training.validation_size"),
+        eval_batch_size=positive_int(settings.get("eval_batch_size", DEFAULT_EVAL_BATCH_SIZE), "training.eval_batch_size"),
     )
 
 
@@ -87,31 +88,8 @@ def _nearest(key: str, *levels: Mapping[str, Any]) -> Any:
 def _mapping(parent: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     value = parent.get(key)
     if not isinstance(value, Mapping):
-        raise ValueError(f"config key {where}.{key} must be a mapping, got {value!r}")
+        raise ConfigError(f"config key {where}.{key} must be a mapping, got {value!r}")
     return value
-
-
-def _positive_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"config key {key} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _non_negative_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"config key {key} must be an integer >= 0, got {value!r}")
-    return value
-
-
-def _positive_float(value: Any, key: str) -> float:
-    """A number > 0; also a numeric string, since YAML 1.1 reads ``1e-4`` (no dot) as text."""
-    try:
-        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else math.nan
-    except ValueError:
-        number = math.nan
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"config key {key} must be a number > 0, got {value!r}")
-    return number
 
 
 @torch.no_grad()

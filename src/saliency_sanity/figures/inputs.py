@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CSV_COLUMNS = ("dataset", "model", "mode", "stage", "stage_index", "method", "metric", "image", "value")
-NPZ_ARRAYS = ("images", "labels", "methods", "stages", "original_abs", "original_signed", "maps_abs", "maps_signed",
-              "targets", "predictions")
-NPZ_NAMES = ("dataset", "model", "mode", "normalization")
-NPZ_OPTIONAL = ("display",)
-NORMALIZATIONS = ("max", "percentile")
+from saliency_sanity.contracts import MAPS_ARRAYS as NPZ_ARRAYS
+from saliency_sanity.contracts import MAPS_NAMES as NPZ_NAMES
+from saliency_sanity.contracts import MAPS_OPTIONAL as NPZ_OPTIONAL
+from saliency_sanity.contracts import NORMALIZATIONS
+from saliency_sanity.contracts import SIMILARITY_COLUMNS as CSV_COLUMNS
+
 N_BOOT = 1000
 CI_LEVEL = 0.95
 
@@ -28,7 +28,7 @@ class FigureInputError(ValueError):
 
 @dataclass(frozen=True)
 class MapSet:
-    """The maps archive of one randomization run (see ``experiments._write_maps``).
+    """The maps archive of one randomization run (written by ``saliency_sanity.randomization.runner.write_maps``).
 
     Maps are stored as compared: normalized (``normalization``: "max" or "percentile"), summed
     over channels, float16; absolute in [0, 1], signed in [-1, 1]. ``original_abs`` /

@@ -36,7 +36,7 @@ def _split_controls(methods: list[str]) -> tuple[list[str], list[str]]:
     return [m for m in ordered if m not in controls], controls
 
 
-def _grid(fig: Figure | SubFigure, n_rows: int, columns: list[list[str]], *, row_groups=None) -> np.ndarray:
+def map_grid(fig: Figure | SubFigure, n_rows: int, columns: list[list[str]], *, row_groups=None) -> np.ndarray:
     """A (rows, columns) array of panel axes; a thin spacer separates consecutive column groups.
 
     ``columns`` is a list of column groups (e.g. [input], [methods], [controls]); ``row_groups``
@@ -81,7 +81,7 @@ def _show_map(ax: Axes, stored: np.ndarray, signed: bool) -> None:
         ax.imshow(panel, cmap=ABS_CMAP, vmin=0, vmax=1, interpolation="nearest")
 
 
-def _show_image(ax: Axes, image: np.ndarray) -> None:
+def show_image(ax: Axes, image: np.ndarray) -> None:
     array, cmap = style.display_image(image)
     ax.imshow(array, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
 
@@ -100,7 +100,7 @@ _COLORBAR_LABELS = {
 }
 
 
-def _map_colorbar(fig: Figure | SubFigure, axes: np.ndarray, signed: bool, normalization: str = "max") -> None:
+def map_colorbar(fig: Figure | SubFigure, axes: np.ndarray, signed: bool, normalization: str = "max") -> None:
     norm = Normalize(-1, 1) if signed else Normalize(0, 1)
     cmap = colormaps[SIGNED_CMAP if signed else ABS_CMAP]
     label = _COLORBAR_LABELS[normalization, signed]
@@ -144,9 +144,9 @@ def methods_vs_edges(data: dict, model: str, *, n_images: int = 3) -> tuple[Figu
     n_cols = 1 + len(methods) + len(controls)
     fig = Figure(figsize=(1.2 + PANEL_IN * (n_cols + GAP * 2) + 0.8, 0.7 + PANEL_IN * len(images)),
                  layout="constrained")
-    axes = _grid(fig, len(images), [["input"], methods, controls])
+    axes = map_grid(fig, len(images), [["input"], methods, controls])
     for r, i in enumerate(images):
-        _show_image(axes[r, 0], m.input_image(i))
+        show_image(axes[r, 0], m.input_image(i))
         axes[r, 0].set_ylabel(f"image {i}\nlabel {m.labels[i]}\npred {m.predictions[0, i]}", fontsize=8,
                               rotation=0, ha="right", va="center")  # horizontal: longer than a panel is tall
         for c, method in enumerate(methods + controls, start=1):
@@ -154,7 +154,7 @@ def methods_vs_edges(data: dict, model: str, *, n_images: int = 3) -> tuple[Figu
             if r == 0:
                 _title_method(axes[r, c], method)
     axes[0, 0].set_title("input", fontsize=8)
-    _map_colorbar(fig, axes[:, 1:], False, m.normalization)
+    map_colorbar(fig, axes[:, 1:], False, m.normalization)
     fig.suptitle(f"{model}: saliency maps of the original (unrandomized) model vs. model-free controls (grey titles)")
     facts = (f"Test images {_list(images)}. {_normalization_text(False, m.normalization)} {_explained_class(m)}")
     return fig, facts
@@ -171,9 +171,9 @@ def cascading_grid(data: dict, model: str, *, image: int = 0, signed: bool = Fal
     n_stages = len(m.stages)
     fig = Figure(figsize=(1.8 + PANEL_IN * (1 + GAP + n_stages) + 0.8, 0.9 + PANEL_IN * (len(rows) + GAP)),
                  layout="constrained")
-    axes = _grid(fig, len(rows), [["input"], m.stages], row_groups=[len(methods), len(controls)])
+    axes = map_grid(fig, len(rows), [["input"], m.stages], row_groups=[len(methods), len(controls)])
     title_size = 8 if max(len(s) for s in m.stages) <= 10 else 6.5  # Inception's long block names
-    _show_image(axes[0, 0], m.input_image(image))
+    show_image(axes[0, 0], m.input_image(image))
     axes[0, 0].set_title(f"input\n(label {m.labels[image]})", fontsize=8)
     for r, method in enumerate(rows):
         for s, stage in enumerate(m.stages):
@@ -185,7 +185,7 @@ def cascading_grid(data: dict, model: str, *, image: int = 0, signed: bool = Fal
         control = style.is_control(method)
         label_ax.set_ylabel(style.method_label(method, 14), rotation=0, ha="right", va="center", fontsize=8,
                             color="0.35" if control else "black", style="italic" if control else "normal")
-    _map_colorbar(fig, axes[:, 1:], signed, m.normalization)
+    map_colorbar(fig, axes[:, 1:], signed, m.normalization)
     kind = "signed" if signed else "absolute"
     fig.suptitle(f"{model}: cascading randomization, {kind} maps (columns: randomized down to this block)")
     facts = (f"Test image {image} (label {m.labels[image]}); the column title gives the block randomized last "
@@ -291,13 +291,13 @@ def label_randomization(data: dict, model: str, *, n_images: int = 2, signed: bo
 
 
 def _label_maps(fig: SubFigure, m: MapSet, images: list[int], methods: list[str], columns, signed: bool) -> None:
-    axes = _grid(fig, 2 * len(images), columns)
+    axes = map_grid(fig, 2 * len(images), columns)
     stage_titles = ("true labels", "random labels")
     for k, i in enumerate(images):
         for s in (0, 1):
             r = 2 * k + s
             if s == 0:
-                _show_image(axes[r, 0], m.input_image(i))
+                show_image(axes[r, 0], m.input_image(i))
             axes[r, 0].set_ylabel(f"image {i}\n{stage_titles[s]}\npred {m.predictions[s, i]}", fontsize=8,
                                   rotation=0, ha="right", va="center")
             for c, method in enumerate(methods, start=1):
@@ -305,7 +305,7 @@ def _label_maps(fig: SubFigure, m: MapSet, images: list[int], methods: list[str]
                 if r == 0:
                     _title_method(axes[r, c], method)
     axes[0, 0].set_title("input", fontsize=8)
-    _map_colorbar(fig, axes[:, 1:], signed, m.normalization)
+    map_colorbar(fig, axes[:, 1:], signed, m.normalization)
 
 
 def _label_bars(fig: SubFigure, table: pd.DataFrame, methods: list[str]) -> None:

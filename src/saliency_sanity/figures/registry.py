@@ -13,36 +13,33 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import matplotlib
 from matplotlib.figure import Figure
 
+from saliency_sanity.contracts import figure_input_path, parse_figure_input
 from saliency_sanity.figures import plots, style, theory_plots
 from saliency_sanity.figures.inputs import FigureInputError, load_maps, load_similarity
-from saliency_sanity.runtime import atomic_write
+from saliency_sanity.registry import Registry, UnknownNameError
+from saliency_sanity.runtime import atomic_write, write_json, write_text
 
 INDEX_DIR = ".index"
 FORMATS = ("pdf", "png")
-THEORY_PREFIX = "theory_"
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class UnknownFigureError(KeyError):
+class UnknownFigureError(UnknownNameError):
     """Raised for a figure name that is not registered."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)
 class FigureSpec:
     """A registered figure: its builder, caption (``{model}`` is filled in) and input keys.
 
-    An input key is ``<mode>_csv`` (``results/randomization/<model>-<mode>.csv``) or
-    ``<mode>_maps`` (``results/maps/<model>-<mode>.npz``); for the theory checks,
-    ``theory_<name>_csv`` (``results/theory/<name>.csv``) or ``theory_<name>_maps``
-    (``results/theory/<name>_maps.npz``). ``model`` is set for a figure about one fixed model (the
+    Input keys follow :func:`saliency_sanity.contracts.figure_input_path`: ``<mode>_csv`` /
+    ``<mode>_maps`` for a randomization test of the model, ``theory_<name>_csv`` /
+    ``theory_<name>_maps`` for a theory check. ``model`` is set for a figure about one fixed model (the
     theory figures); None means one figure per model of the config.
     """
 
@@ -55,19 +52,27 @@ class FigureSpec:
 
     def input_paths(self, model: str, results_dir: str | Path = "results") -> dict[str, Path]:
         """Where the workflow writes each input of this figure for ``model``."""
-        return {key: _input_path(key, model, Path(results_dir)) for key in self.inputs}
+        return {key: figure_input_path(key, model, results_dir) for key in self.inputs}
+
+    @property
+    def modes(self) -> set[str]:
+        """The randomization modes whose results this figure reads."""
+        parsed = (parse_figure_input(key) for key in self.inputs)
+        return {name for source, name, _ in parsed if source == "randomization"}
 
 
-def _input_path(key: str, model: str, results_dir: Path) -> Path:
-    mode, _, kind = key.rpartition("_")
-    if mode.startswith(THEORY_PREFIX) and kind in ("csv", "maps"):
-        name = mode[len(THEORY_PREFIX):]
-        return results_dir / "theory" / (f"{name}.csv" if kind == "csv" else f"{name}_maps.npz")
-    if kind == "csv":
-        return results_dir / "randomization" / f"{model}-{mode}.csv"
-    if kind == "maps":
-        return results_dir / "maps" / f"{model}-{mode}.npz"
-    raise ValueError(f"input key {key!r} is neither <mode>_csv nor <mode>_maps")
+FIGURES: Registry[FigureSpec] = Registry("figure", UnknownFigureError)
+
+
+def register_figure(spec: FigureSpec) -> FigureSpec:
+    """Register a figure; every model whose runs produce its inputs gets it in the next workflow run."""
+    return FIGURES.add(spec.name, spec)
+
+
+def figures_for(modes: Iterable[str]) -> list[str]:
+    """The per-model figures (``model`` None) whose inputs the randomization ``modes`` produce."""
+    modes = set(modes)
+    return [name for name, spec in FIGURES.items() if spec.model is None and spec.modes <= modes]
 
 
 _SIMILARITY = (
@@ -76,9 +81,7 @@ _SIMILARITY = (
     "(stage original: the trained model itself)."
 )
 
-FIGURES: dict[str, FigureSpec] = {
-    spec.name: spec
-    for spec in (
+for _spec in (
         FigureSpec(
             "methods_vs_edges",
             plots.methods_vs_edges,
@@ -153,16 +156,13 @@ FIGURES: dict[str, FigureSpec] = {
             ("theory_linear_maps", "theory_linear_csv"),
             model="mnist-linear",
         ),
-    )
-}
+):
+    register_figure(_spec)
 
 
 def get_figure(name: str) -> FigureSpec:
     """Look a figure up by name, with an error that lists the registered ones."""
-    try:
-        return FIGURES[name]
-    except KeyError:
-        raise UnknownFigureError(f"unknown figure {name!r}; registered figures: {', '.join(FIGURES)}") from None
+    return FIGURES.get_entry(name)
 
 
 def caption(spec: FigureSpec, model: str, facts: str, preset: str, notes: str = "") -> str:
@@ -211,8 +211,7 @@ def make_figure(
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     sidecar = out_dir / INDEX_DIR / f"{stem}.json"
-    sidecar.parent.mkdir(exist_ok=True)
-    atomic_write(sidecar, lambda tmp: tmp.write_text(json.dumps(record, indent=2) + "\n"))
+    write_json(sidecar, record)
     return paths + [sidecar]
 
 
@@ -229,7 +228,7 @@ def _load_inputs(spec: FigureSpec, model: str, inputs: Mapping[str, Path]) -> di
                 f"figure {spec.name!r}: input {key} = {path} does not exist; run the step that writes "
                 f"it (snakemake {path})"
             )
-        if key.startswith(THEORY_PREFIX):
+        if parse_figure_input(key)[0] == "theory":
             data[key] = theory_plots.load_theory_input(path)
         else:
             data[key] = load_maps(path) if key.endswith("_maps") else load_similarity(path)
@@ -273,5 +272,5 @@ def write_index(out_dir: Path) -> Path:
         lines += [f"![{r['name']}-{r['model']}]({png})", ""] if png else []
         lines += [r["caption"], "", f"- files: {links}", f"- preset: {r['preset']}", f"- commit: {r['commit']}", ""]
     index = out_dir / "index.md"
-    atomic_write(index, lambda tmp: tmp.write_text("\n".join(lines)))
+    write_text(index, "\n".join(lines))
     return index

@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 
 from saliency_sanity.figures import style
 from saliency_sanity.figures.inputs import N_BOOT, FigureInputError, mean_ci
-from saliency_sanity.figures.plots import SIGNED_CMAP, _grid, _map_colorbar, _show_image
+from saliency_sanity.figures.plots import SIGNED_CMAP, map_grid, map_colorbar, show_image
 from saliency_sanity.theory.common import spearman_to
 
 REFERENCE_LABELS = {
@@ -192,9 +192,9 @@ def linear_model(data: dict, model: str) -> tuple[Figure, str]:
     fig = Figure(figsize=(1.2 + 0.95 * (1 + 2 * len(methods) + 0.5) + 0.8, 0.8 + 0.95 * n_images + 2.6),
                  layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[0.8 + 0.95 * n_images, 2.6])
-    axes = _grid(top, n_images, [["input"], methods, methods])
+    axes = map_grid(top, n_images, [["input"], methods, methods])
     for r in range(n_images):
-        _show_image(axes[r, 0], d["images"][r])
+        show_image(axes[r, 0], d["images"][r])
         targets = ", ".join(f"{w[0]}: {d['targets'][k, r]}" for k, w in enumerate(weights))
         axes[r, 0].set_ylabel(f"image {d['image_ids'][r]}, label {d['labels'][r]}\nexplained ({targets})", fontsize=7)
         for k in range(len(weights)):
@@ -205,7 +205,7 @@ def linear_model(data: dict, model: str) -> tuple[Figure, str]:
                 if r == 0:
                     ax.set_title(f"{LINEAR_METHODS_SHORT.get(method, method)}\n({weights[k]} w)", fontsize=8)
     axes[0, 0].set_title("input", fontsize=8)
-    _map_colorbar(top, axes[:, 1:], signed=True)
+    map_colorbar(top, axes[:, 1:], signed=True)
     _linear_bars(bottom, table, methods)
     fig.suptitle(f"{model}: the linear model f(x) = w·x, trained vs. random weights")
     facts = _linear_facts(table, d)

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
+from saliency_sanity.baselines import DEFAULT_BASELINE, BASELINES, make_baseline
+from saliency_sanity.context import Context
+from saliency_sanity.registry import Registry, UnknownNameError
+
 MethodFn = Callable[..., torch.Tensor]
+BOUND_BY_CONTEXT = ("generator", "baseline")  # parameters that come from the context, not the config
 
 
-class UnknownMethodError(KeyError):
+class UnknownMethodError(UnknownNameError):
     """Raised for a method name that is not registered."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,30 @@ class Method:
         params = inspect.signature(self.fn).parameters
         return {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
+    def bind(self, params: Mapping[str, Any] | None = None, context: Context | None = None) -> BoundMethod:
+        """The method with its parameters: the one place they are built.
+
+        ``params`` is the config's entry for the method (``methods.<name>``): its keyword
+        parameters, and for a path method the name of its baseline (``baseline``, default
+        ``zero``). The context adds the batch size (where the method takes one), a generator seeded
+        from the seed, the stage and the noise key (stochastic methods), and the baseline tensor.
+        Unknown parameters and baselines are errors that name the config key.
+        """
+        params = dict(params or {})
+        context = context or Context()
+        baseline = str(params.pop("baseline", DEFAULT_BASELINE)) if self.needs_baseline else None
+        if baseline is not None:
+            BASELINES.get_entry(baseline, f"methods.{self.name}.baseline")
+        settable = self.accepts() - set(BOUND_BY_CONTEXT)
+        unknown = sorted(set(params) - settable)
+        if unknown:
+            raise ValueError(f"config key methods.{self.name} has unknown parameter(s) {unknown}; "
+                             f"{self.name} takes {sorted(settable) or 'none'}"
+                             + (" and baseline" if self.needs_baseline else ""))
+        if "batch_size" in self.accepts():
+            params.setdefault("batch_size", context.batch_size)
+        return BoundMethod(self, params, baseline, context)
+
     def __call__(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, **params
     ) -> torch.Tensor:
@@ -83,6 +109,28 @@ class Method:
         return out.detach().to(device=x.device, dtype=x.dtype)
 
 
+@dataclass(frozen=True)
+class BoundMethod:
+    """A method with its parameters and context (:meth:`Method.bind`): call it as ``bound(model, x, target)``."""
+
+    method: Method
+    params: Mapping[str, Any]
+    baseline: str | None
+    context: Context
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        params = dict(self.params)
+        if self.method.stochastic:
+            params["generator"] = self.context.generator(self.method.noise_key, x.device)
+        if self.baseline is not None:
+            params["baseline"] = make_baseline(self.baseline, x, self.context, f"methods.{self.name}.baseline")
+        return self.method(model, x, target, **params)
+
+
 class preserved_state:
     """Context manager restoring a model's train/eval modes and ``requires_grad`` flags."""
 
@@ -102,7 +150,7 @@ class preserved_state:
         return False
 
 
-METHODS: dict[str, Method] = {}
+METHODS: Registry[Method] = Registry("method", UnknownMethodError)
 
 
 def register(
@@ -121,10 +169,8 @@ def register(
     """
 
     def decorator(fn: MethodFn) -> MethodFn:
-        if name in METHODS:
-            raise ValueError(f"method {name!r} is registered twice")
         doc = (inspect.getdoc(fn) or "").split("\n")[0]
-        METHODS[name] = Method(
+        METHODS.add(name, Method(
             name=name,
             fn=fn,
             needs_baseline=needs_baseline,
@@ -133,7 +179,7 @@ def register(
             requires=frozenset(requires),
             description=doc,
             noise_key=noise_key or name,
-        )
+        ))
         return fn
 
     return decorator
@@ -141,14 +187,9 @@ def register(
 
 def get_method(name: str) -> Method:
     """Look a method up by name, with an error that lists the registered ones."""
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise UnknownMethodError(
-            f"unknown method {name!r}; registered methods: {', '.join(sorted(METHODS))}"
-        ) from None
+    return METHODS.get_entry(name)
 
 
 def available_methods() -> list[str]:
     """Names of all registered methods, in registration order."""
-    return list(METHODS)
+    return METHODS.names()

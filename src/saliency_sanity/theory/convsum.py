@@ -41,16 +41,13 @@ import torch
 from torch import nn
 
 from saliency_sanity.methods.registry import get_method
-from saliency_sanity.randomization import derive_seed
+from saliency_sanity.config import config_value, positive_float, positive_int
+from saliency_sanity.runtime import derive_seed, write_npz
 from saliency_sanity.theory.closed_forms import CONVSUM_FORMS, CONVSUM_LIMITS, TOLERANCE, relative_error
 from saliency_sanity.theory.common import (
     explain,
-    positive_float,
-    positive_int,
-    section,
     spearman_to,
     write_csv,
-    write_npz,
 )
 from saliency_sanity.theory.models import ConvSumModel
 from saliency_sanity.theory.signals import SignalSpec, make_signals
@@ -94,23 +91,23 @@ class ConvSumSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> ConvSumSettings:
-        conv = section(config, "theory", "convsum")
+        conv = config_value(config, "theory.convsum")
         where = "theory.convsum"
         settings = cls(
             seed=int(config.get("seed", 0)),
             seeds=tuple(int(s) for s in conv.get("seeds") or ()),
             filter_counts=tuple(sorted({int(j) for j in conv.get("filter_counts") or ()})),
-            width=positive_int(conv, "filter_width", where),
-            length=positive_int(conv, "signal_length", where),
-            n_signals=positive_int(conv, "n_signals", where),
-            n_train=positive_int(conv, "n_train", where),
-            n_test=positive_int(conv, "n_test", where),
-            steps=positive_int(conv, "steps", where),
-            batch_size=positive_int(conv, "batch_size", where),
-            lr=positive_float(conv, "lr", where),
+            width=positive_int(conv.get("filter_width"), f"{where}.filter_width"),
+            length=positive_int(conv.get("signal_length"), f"{where}.signal_length"),
+            n_signals=positive_int(conv.get("n_signals"), f"{where}.n_signals"),
+            n_train=positive_int(conv.get("n_train"), f"{where}.n_train"),
+            n_test=positive_int(conv.get("n_test"), f"{where}.n_test"),
+            steps=positive_int(conv.get("steps"), f"{where}.steps"),
+            batch_size=positive_int(conv.get("batch_size"), f"{where}.batch_size"),
+            lr=positive_float(conv.get("lr"), f"{where}.lr"),
             methods=tuple(conv.get("methods") or ()),
-            agreement_instances=positive_int(conv, "agreement_instances", where),
-            ig_steps=positive_int(conv, "ig_steps", where),
+            agreement_instances=positive_int(conv.get("agreement_instances"), f"{where}.agreement_instances"),
+            ig_steps=positive_int(conv.get("ig_steps"), f"{where}.ig_steps"),
             normalization=(config.get("similarity") or {}).get("normalization") or "max",
         )
         settings.check()

@@ -32,16 +32,14 @@ import torch
 from torch import nn
 
 from saliency_sanity.data import load_split
-from saliency_sanity.randomization import cascading, derive_seed
+from saliency_sanity.config import config_value, positive_float, positive_int
+from saliency_sanity.randomization import cascading
+from saliency_sanity.runtime import derive_seed, write_npz
 from saliency_sanity.theory.closed_forms import LINEAR_FORMS, relative_error
 from saliency_sanity.theory.common import (
     explain,
-    positive_float,
-    positive_int,
-    section,
     spearman_to,
     write_csv,
-    write_npz,
 )
 from saliency_sanity.theory.models import LinearModel
 
@@ -67,15 +65,15 @@ class LinearSettings:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> LinearSettings:
-        linear = section(config, "theory", "linear")
+        linear = config_value(config, "theory.linear")
         where = "theory.linear"
         return cls(
             seed=int(config.get("seed", 0)),
-            steps=positive_int(linear, "steps", where),
-            batch_size=positive_int(linear, "batch_size", where),
-            lr=positive_float(linear, "lr", where),
-            n_images=positive_int(linear, "n_images", where),
-            ig_steps=positive_int(linear, "ig_steps", where),
+            steps=positive_int(linear.get("steps"), f"{where}.steps"),
+            batch_size=positive_int(linear.get("batch_size"), f"{where}.batch_size"),
+            lr=positive_float(linear.get("lr"), f"{where}.lr"),
+            n_images=positive_int(linear.get("n_images"), f"{where}.n_images"),
+            ig_steps=positive_int(linear.get("ig_steps"), f"{where}.ig_steps"),
             normalization=(config.get("similarity") or {}).get("normalization") or "max",
         )
 

@@ -1,4 +1,4 @@
-"""torchvision's Inception v3, rewired for hook-based methods, with the paper's 17 blocks.
+"""torchvision's Inception v3 (registry entry ``inception_v3``), rewired for hook-based methods, with the paper's 17 blocks.
 
 Rewiring: torchvision's ``BasicConv2d`` applies ``F.relu(..., inplace=True)``, so guided
 backprop, deconvnet and DeepLIFT, which act on ``nn.ReLU`` modules, would silently see no
@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from functools import partial
 from pathlib import Path
 
@@ -32,18 +31,21 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import inception as tv_inception
 
-from saliency_sanity.data import (
-    CHUNK_BYTES,
+from saliency_sanity.data.download import (
     MIRROR_CONFIG_KEY,
     MIRROR_ENV,
     ChecksumError,
     DataError,
-    _download,
-    _write_verified,
+    copy_from_mirror,
+    download,
     file_hash,
     hash_matches,
+    mirror_folder,
 )
-from saliency_sanity.models import SanityModel, truncated_normal_
+from saliency_sanity.models.base import SanityModel, truncated_normal_
+from saliency_sanity.models.checkpoints import save_checkpoint
+from saliency_sanity.models.registry import register_model
+from saliency_sanity.runtime import library_versions
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +106,12 @@ class ReductionB(tv_inception.InceptionD):
         return [branch3x3, branch7x7x3, self.branch_pool(x)]
 
 
+@register_model(
+    "inception_v3", datasets=("imagenet",), input_shape=(3, 299, 299),
+    preprocessing="resize the shorter side to 342, centre crop 299, [0, 1], ImageNet mean/std "
+                  "(saliency_sanity.data.images); the model applies torchvision's transform_input",
+    weights=("torchvision", "file", "random"),
+)
 class InceptionV3(tv_inception.Inception3, SanityModel):
     """Inception v3 with torchvision's parameters and keys, every ReLU its own module.
 
@@ -211,12 +219,10 @@ def fetch_weights(
     if target.is_file() and hash_matches(file_hash(target, "sha256"), expected):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    mirror = mirror if mirror not in (None, "") else os.environ.get(MIRROR_ENV) or None
-    mirrored = Path(mirror) / "imagenet" / "weights" / WEIGHTS_FILE if mirror else None
+    mirror_dir = mirror_folder(mirror)
+    mirrored = mirror_dir / "imagenet" / "weights" / WEIGHTS_FILE if mirror_dir is not None else None
     if mirrored is not None and mirrored.is_file():
-        with open(mirrored, "rb") as src:
-            _write_verified(target, expected, lambda out: shutil.copyfileobj(src, out, CHUNK_BYTES),
-                            origin=str(mirrored), algorithm="sha256")
+        copy_from_mirror(mirrored, target, expected, algorithm="sha256")
         return target
     hint = (
         f"The Inception v3 weights were expected at {target}. Without network access, put torchvision's "
@@ -225,7 +231,7 @@ def fetch_weights(
         "'random' for untrained weights."
     )
     try:
-        _download((WEIGHTS_URL.rsplit("/", 1)[0] + "/",), WEIGHTS_FILE, target, expected,
+        download((WEIGHTS_URL.rsplit("/", 1)[0] + "/",), WEIGHTS_FILE, target, expected,
                   retries=retries, timeout=timeout, algorithm="sha256", hint=hint)
     except DataError as err:
         raise WeightsError(str(err)) from err
@@ -264,9 +270,6 @@ def write_checkpoint(settings: dict, data_dir: str | os.PathLike, out: str | os.
                      mirror: str | os.PathLike | None = None) -> dict:
     """The workflow's model step: build the model of the config's ``imagenet`` section and save it as
     ``out`` (.pt) with its record (.json), like a trained MNIST model. Returns the record."""
-    from saliency_sanity.models import save_checkpoint
-    from saliency_sanity.runtime import library_versions
-
     section = settings["imagenet"]
     seed = int(settings.get("seed", 0))
     model, source = build_inception(section["weights"], data_dir, sha256=section.get("weights_sha256"),

@@ -15,21 +15,15 @@ only in whether the blocks above it are randomized too).
 from __future__ import annotations
 
 import copy
-import hashlib
 from typing import Iterator
 
 import torch
 
-from saliency_sanity.models import SanityModel
+from saliency_sanity.contracts import ORIGINAL_STAGE as ORIGINAL
+from saliency_sanity.models.base import SanityModel
+from saliency_sanity.runtime import derive_seed
 
-Stage = tuple[int, str, SanityModel]
-ORIGINAL = "original"
-
-
-def derive_seed(seed: int, *keys: object) -> int:
-    """A 63-bit seed from a base seed and keys, stable across runs and platforms (unlike hash())."""
-    text = "/".join(str(part) for part in (seed, *keys))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+BlockStage = tuple[int, str, SanityModel]
 
 
 def block_generator(seed: int, block: str) -> torch.Generator:
@@ -45,7 +39,7 @@ def _cpu_copy(model: SanityModel) -> SanityModel:
     return copy.deepcopy(model).cpu()
 
 
-def cascading(model: SanityModel, seed: int) -> Iterator[Stage]:
+def cascading(model: SanityModel, seed: int) -> Iterator[BlockStage]:
     """Original, then blocks re-initialized cumulatively from the logits down to the input."""
     device = _device(model)
     yield 0, ORIGINAL, copy.deepcopy(model)
@@ -55,7 +49,7 @@ def cascading(model: SanityModel, seed: int) -> Iterator[Stage]:
         yield index, name, copy.deepcopy(randomized).to(device)
 
 
-def independent(model: SanityModel, seed: int) -> Iterator[Stage]:
+def independent(model: SanityModel, seed: int) -> Iterator[BlockStage]:
     """Original, then for each block the trained model with only that block re-initialized."""
     device = _device(model)
     yield 0, ORIGINAL, copy.deepcopy(model)
@@ -64,6 +58,3 @@ def independent(model: SanityModel, seed: int) -> Iterator[Stage]:
         randomized = copy.deepcopy(trained)
         randomized.init_block(name, block_generator(seed, name))
         yield index, name, randomized.to(device)
-
-
-RANDOMIZATIONS = {"cascading": cascading, "independent": independent}

@@ -76,7 +76,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from saliency_sanity.data import DataError
+from saliency_sanity.data.download import DataError
 
 log = logging.getLogger(__name__)
 

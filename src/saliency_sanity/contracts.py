@@ -1,0 +1,84 @@
+"""The file contracts: where each result lives and what it holds (DESIGN.md, "File contracts").
+
+Writers (the randomization runner, training, the theory checks) and readers (figures, benchmarks,
+the workflow) import these names; nothing else declares them.
+
+- A model checkpoint ``results/models/<name>.pt`` comes with ``<name>.json``, its record
+  (:data:`RECORD_REQUIRED` at least).
+- A randomization test writes the tidy CSV ``results/randomization/<model>-<mode>.csv``
+  (:data:`SIMILARITY_COLUMNS`, one row per image, method, stage and metric) and the maps archive
+  ``results/maps/<model>-<mode>.npz`` (:data:`MAPS_ARRAYS`, :data:`MAPS_NAMES`, optionally
+  :data:`MAPS_OPTIONAL`).
+- A theory check writes ``results/theory/<name>.csv`` and ``results/theory/<name>_maps.npz``.
+- A figure's inputs are named by keys (:func:`figure_input_path`): ``<mode>_csv`` and
+  ``<mode>_maps`` for a randomization test of the figure's model, ``theory_<name>_csv`` and
+  ``theory_<name>_maps`` for a theory check.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RESULTS_DIR = Path("results")
+ORIGINAL_STAGE = "original"  # stage 0 of every randomization test: the model as given
+
+RECORD_REQUIRED = ("dataset", "arch")
+SIMILARITY_COLUMNS = ("dataset", "model", "mode", "stage", "stage_index", "method", "metric", "image", "value")
+# The maps archive: arrays, 0-d string names, and arrays only some runs have.
+MAPS_ARRAYS = ("images", "labels", "methods", "stages", "original_abs", "original_signed", "maps_abs", "maps_signed",
+               "targets", "predictions")
+MAPS_NAMES = ("dataset", "model", "mode", "normalization")
+MAPS_OPTIONAL = ("display",)
+NORMALIZATIONS = ("max", "percentile")  # how the archived maps were scaled (saliency_sanity.similarity)
+
+THEORY_PREFIX = "theory_"
+INPUT_KINDS = ("csv", "maps")
+
+
+def checkpoint_path(model: str, results_dir: str | Path = RESULTS_DIR) -> Path:
+    """``results/models/<model>.pt``."""
+    return Path(results_dir) / "models" / f"{model}.pt"
+
+
+def record_path(checkpoint: str | Path) -> Path:
+    """The JSON record beside a checkpoint."""
+    return Path(checkpoint).with_suffix(".json")
+
+
+def model_name(dataset: str, arch: str, labels: str = "true") -> str:
+    """Checkpoint name used across the workflow: ``<dataset>-<arch>[-random-labels]``."""
+    return f"{dataset}-{arch}" + ("-random-labels" if labels == "random" else "")
+
+
+def similarity_csv(model: str, mode: str, results_dir: str | Path = RESULTS_DIR) -> Path:
+    return Path(results_dir) / "randomization" / f"{model}-{mode}.csv"
+
+
+def maps_npz(model: str, mode: str, results_dir: str | Path = RESULTS_DIR) -> Path:
+    return Path(results_dir) / "maps" / f"{model}-{mode}.npz"
+
+
+def theory_csv(name: str, results_dir: str | Path = RESULTS_DIR) -> Path:
+    return Path(results_dir) / "theory" / f"{name}.csv"
+
+
+def theory_maps(name: str, results_dir: str | Path = RESULTS_DIR) -> Path:
+    return Path(results_dir) / "theory" / f"{name}_maps.npz"
+
+
+def parse_figure_input(key: str) -> tuple[str, str, str]:
+    """(source, name, kind) of a figure input key: ("randomization", mode, kind) or ("theory", name, kind)."""
+    name, _, kind = key.rpartition("_")
+    if kind not in INPUT_KINDS or not name:
+        raise ValueError(f"figure input key {key!r} is neither <mode>_csv / <mode>_maps nor theory_<name>_csv / _maps")
+    if name.startswith(THEORY_PREFIX):
+        return "theory", name[len(THEORY_PREFIX):], kind
+    return "randomization", name, kind
+
+
+def figure_input_path(key: str, model: str, results_dir: str | Path = RESULTS_DIR) -> Path:
+    """Where the workflow writes the figure input ``key`` for ``model``: the one reading of the key grammar."""
+    source, name, kind = parse_figure_input(key)
+    if source == "theory":
+        return (theory_csv if kind == "csv" else theory_maps)(name, results_dir)
+    return (similarity_csv if kind == "csv" else maps_npz)(model, name, results_dir)

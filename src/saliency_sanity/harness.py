@@ -1,0 +1,115 @@
+"""The public way to explain a model on inputs with configured methods, with shared work inside.
+
+``Harness(params, seed=..., batch_size=...)`` holds the config's ``methods`` section and binds each
+method with :meth:`Method.bind <saliency_sanity.methods.registry.Method.bind>`, the one place a
+method's parameters are built. ``harness.explain(model, x, target, stage=k)`` returns every
+applicable method's maps; randomization, the theory checks, the benchmarks and later evaluations
+all call it.
+
+Shared work: within one call, methods share computations (:mod:`saliency_sanity.methods.reuse`):
+SmoothGrad, SmoothGrad-squared and VarGrad reduce one set of noisy gradients, Guided Grad-CAM
+reuses the Guided Backprop and Grad-CAM maps; the first method of such a group pays the time.
+Model-free deterministic methods (edge detectors) do not depend on the model and are computed
+once per set of inputs. ``harness.seconds`` accumulates each method's time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
+from torch import nn
+
+import saliency_sanity.methods  # noqa: F401  (importing the package registers every method)
+from saliency_sanity.context import Context
+from saliency_sanity.methods.registry import METHODS, BoundMethod, Method
+from saliency_sanity.methods.reuse import Memo, shared_work
+
+log = logging.getLogger(__name__)
+
+
+class Harness:
+    """Explain models with the configured methods (default: every registered one), stage by stage."""
+
+    def __init__(
+        self,
+        params: Mapping[str, Mapping[str, Any] | None] | None = None,
+        *,
+        methods: Sequence[str] | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+        train_data: torch.Tensor | None = None,
+    ) -> None:
+        self.params = {name: dict(p or {}) for name, p in (params or {}).items()}
+        for name in self.params:
+            METHODS.get_entry(name, f"methods.{name}")
+        self.methods = [METHODS.get_entry(name) for name in (methods if methods is not None else METHODS.names())]
+        self.context = Context(seed=seed, batch_size=batch_size, train_data=train_data)
+        for method in self.methods:  # check every method's parameters before any work
+            method.bind(self.params.get(method.name), self.context)
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.reused: set[str] = set()  # methods that took work another method had done in the same call
+        self.current: str | None = None  # the method running now (profilers attribute work to it)
+        self._fixed: dict[str, torch.Tensor] = {}  # model-free deterministic maps of self._fixed_for
+        self._fixed_for: torch.Tensor | None = None
+
+    def applicable(self, model: nn.Module) -> list[Method]:
+        """The configured methods that apply to ``model`` (e.g. Grad-CAM needs a Grad-CAM layer)."""
+        methods = [m for m in self.methods if m.applies_to(model)]
+        for method in self.methods:
+            if method not in methods:
+                log.info("skipping %s: it does not apply to %s (needs %s)", method.name, type(model).__name__,
+                         sorted(method.requires))
+        if not methods:
+            raise ValueError(f"no configured method applies to {type(model).__name__}")
+        return methods
+
+    def bind(self, method: Method, stage: int = 0) -> BoundMethod:
+        return method.bind(self.params.get(method.name), self.context.at_stage(stage))
+
+    def iter_explain(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, stage: int = 0,
+        methods: Sequence[Method] | None = None,
+    ) -> Iterator[tuple[str, torch.Tensor]]:
+        """(name, maps) for each applicable method in turn, maps detached on x's device."""
+        if self._fixed_for is not x:
+            self._fixed, self._fixed_for = {}, x
+        memo = Memo()
+        try:
+            for method in methods if methods is not None else self.applicable(model):
+                if method.name in self._fixed:
+                    yield method.name, self._fixed[method.name]
+                    continue
+                start, hits = time.perf_counter(), memo.hits
+                self.current = method.name
+                try:
+                    with shared_work(memo):
+                        maps = self.bind(method, stage)(model, x, target)
+                    if x.device.type == "cuda":
+                        torch.cuda.synchronize(x.device)
+                finally:
+                    self.current = None
+                self.seconds[method.name] += time.perf_counter() - start
+                if memo.hits > hits:
+                    self.reused.add(method.name)
+                if method.model_free and not method.stochastic:
+                    self._fixed[method.name] = maps
+                yield method.name, maps
+        finally:
+            memo.clear()  # the call's shared work is freed with it
+
+    def explain(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, stage: int = 0,
+        methods: Sequence[Method] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Every applicable method's maps of ``x`` for ``target`` (tensors of x's shape, on x's device)."""
+        return dict(self.iter_explain(model, x, target, stage=stage, methods=methods))
+
+    def log_timings(self, stages: int) -> None:
+        for name, seconds in self.seconds.items():
+            log.info("%s: %.2f s over %d stages%s", name, seconds, stages,
+                     " (reused work of a method that ran before it at the same stage, which paid for it)"
+                     if name in self.reused else "")

@@ -1,0 +1,49 @@
+"""The interface every model of the registry implements: named randomization blocks, top-down.
+
+Every ReLU is its own ``nn.ReLU`` module (never in-place, never reused) so that hook-based
+methods (guided backprop, deconvnet, DeepLIFT) really apply their rules. Each model knows how
+to re-initialize one of its blocks with its own initializer, which is what the cascading and
+independent randomization tests need.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+
+def truncated_normal_(tensor: torch.Tensor, std: float, generator: torch.Generator | None):
+    """Normal(0, std) truncated at two standard deviations, as TensorFlow's initializer."""
+    return nn.init.trunc_normal_(tensor, 0.0, std, -2 * std, 2 * std, generator=generator)
+
+
+class SanityModel(nn.Module, metaclass=abc.ABCMeta):
+    """Base class: a classifier with named randomization blocks.
+
+    ``block_names`` lists blocks from the output (logits) down to the input; ``init_block``
+    re-initializes one block's trainable parameters with the model's own initializer.
+    ``gradcam_layer`` is the module whose activations Grad-CAM uses, or None where the
+    architecture has no spatial feature maps.
+    """
+
+    arch: str = ""
+    block_names: tuple[str, ...] = ()
+    # Set in __init__, never as a class default: nn.Module keeps submodules in _modules, so a
+    # class-level None would shadow an assigned layer (getattr finds the class attribute first).
+    gradcam_layer: nn.Module | None
+
+    def block(self, name: str) -> nn.Module:
+        if name not in self.block_names:
+            raise KeyError(f"{type(self).__name__} has no block {name!r}; blocks: {self.block_names}")
+        return getattr(self, name)
+
+    @abc.abstractmethod
+    def init_block(self, name: str, generator: torch.Generator | None = None) -> None:
+        """Re-initialize block ``name`` with the architecture's own initializer."""
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Initialize every block (a freshly built, untrained model)."""
+        for name in self.block_names:
+            self.init_block(name, generator)

@@ -1,0 +1,13 @@
+"""Randomization tests: the registry of modes, block randomization, and the runner.
+
+Importing this package registers the built-in modes (``cascading``, ``independent``, ``labels``).
+"""
+
+from saliency_sanity.randomization.blocks import block_generator, cascading, independent
+from saliency_sanity.randomization.modes import MODES, ModeInputs, ModeSpec, Stage, mode_spec, register_mode
+from saliency_sanity.randomization.runner import RunResult, Settings, run_randomization_test, run_stages
+
+__all__ = [
+    "MODES", "ModeInputs", "ModeSpec", "RunResult", "Settings", "Stage", "block_generator", "cascading", "independent",
+    "mode_spec", "register_mode", "run_randomization_test", "run_stages",
+]

@@ -1,0 +1,106 @@
+"""The registry of randomization modes: each entry yields the stages a test compares with stage 0.
+
+A mode is one decorated function ``fn(model, inputs) -> Iterator[Stage]``. A :class:`Stage` is a
+model to explain, and may carry its own targets (explain these classes instead of the run's
+choice) or an input transform (e.g. noisy copies), so that later modes (random logit, noisy
+inputs) fit the same runner. Stage 0 is the model as given (``original``). A mode declares what
+it needs beyond the model (``needs``: today only ``random_label_model``, the model trained on
+permuted labels) and how to name its stages before running them (``stage_names``).
+
+The built-in modes: ``cascading`` and ``independent`` model-parameter randomization (blocks from
+the logits down, :mod:`saliency_sanity.randomization.blocks`) and ``labels`` (the model trained on
+permuted labels).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+from saliency_sanity.contracts import ORIGINAL_STAGE
+from saliency_sanity.models.base import SanityModel
+from saliency_sanity.randomization import blocks
+from saliency_sanity.registry import Registry
+
+RANDOM_LABEL_MODEL = "random_label_model"
+RANDOM_LABELS_STAGE = "random_labels"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One state of a randomization test."""
+
+    index: int
+    name: str
+    model: SanityModel
+    targets: torch.Tensor | None = None  # classes to explain at this stage; None: the run's choice
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None  # applied to the inputs at this stage
+
+
+@dataclass(frozen=True)
+class ModeInputs:
+    """What a mode may use besides the model."""
+
+    seed: int = 0
+    random_label_model: SanityModel | None = None
+
+
+StagesFn = Callable[[SanityModel, ModeInputs], Iterator[Stage]]
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    name: str
+    stages: StagesFn
+    stage_names: Callable[[SanityModel], list[str]]
+    needs: tuple[str, ...] = ()
+    description: str = ""
+
+
+MODES: Registry[ModeSpec] = Registry("randomization mode")
+
+
+def register_mode(
+    name: str, *, stage_names: Callable[[SanityModel], list[str]], needs: tuple[str, ...] = ()
+) -> Callable[[StagesFn], StagesFn]:
+    """Register ``fn(model, inputs)`` as randomization mode ``name``."""
+
+    def decorator(fn: StagesFn) -> StagesFn:
+        doc = (fn.__doc__ or "").strip().split("\n")[0]
+        MODES.add(name, ModeSpec(name, fn, stage_names, tuple(needs), doc))
+        return fn
+
+    return decorator
+
+
+def mode_spec(name: str) -> ModeSpec:
+    return MODES.get_entry(name, "randomization.modes")
+
+
+def block_stage_names(model: SanityModel) -> list[str]:
+    return [ORIGINAL_STAGE, *model.block_names]
+
+
+@register_mode("cascading", stage_names=block_stage_names)
+def cascading(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
+    """Blocks re-initialized cumulatively from the logits down to the input."""
+    for index, name, stage_model in blocks.cascading(model, inputs.seed):
+        yield Stage(index, name, stage_model)
+
+
+@register_mode("independent", stage_names=block_stage_names)
+def independent(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
+    """Each block re-initialized alone in the trained model."""
+    for index, name, stage_model in blocks.independent(model, inputs.seed):
+        yield Stage(index, name, stage_model)
+
+
+@register_mode("labels", stage_names=lambda model: [ORIGINAL_STAGE, RANDOM_LABELS_STAGE], needs=(RANDOM_LABEL_MODEL,))
+def labels(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
+    """The same architecture trained on permuted labels (the data-randomization test)."""
+    if inputs.random_label_model is None:
+        raise ValueError("mode 'labels' compares with a model trained on random labels: pass random_label_model_path")
+    yield Stage(0, ORIGINAL_STAGE, model)
+    yield Stage(1, RANDOM_LABELS_STAGE, inputs.random_label_model)

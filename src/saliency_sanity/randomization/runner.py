@@ -1,0 +1,304 @@
+"""The randomization tests: explain a model at every stage and compare each map with stage 0.
+
+One run = one checkpoint x one mode (a :mod:`~saliency_sanity.randomization.modes` entry:
+``cascading``, ``independent``, ``labels``, ...). Per stage: the stage's model is built once, one
+forward pass gives the predictions (and so the targets, unless the stage brings its own), then
+the :class:`~saliency_sanity.harness.Harness` explains all images with every method that applies,
+and each map is compared with the stage-0 map of the same image and method on every registered
+similarity metric (:mod:`saliency_sanity.similarity`). Outputs follow
+:mod:`saliency_sanity.contracts`: the tidy CSV and the maps archive (:func:`write_maps`): the
+normalized maps as compared, in float16, at stage 0 for every image and at every stage for the
+first ``randomization.grid_images`` images.
+
+Seeding: the randomized weights come from ``config['seed']`` (see
+:mod:`~saliency_sanity.randomization.blocks`); a stochastic method's noise from the seed, the
+stage and its noise key (:class:`~saliency_sanity.context.Context`), so a rerun reproduces every
+map and stage 0 is the same in every mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from saliency_sanity import similarity
+from saliency_sanity.config import config_value, one_of, positive_int
+from saliency_sanity.contracts import MAPS_ARRAYS, SIMILARITY_COLUMNS
+from saliency_sanity.data import DataSource, Examples, load_examples
+from saliency_sanity.harness import Harness
+from saliency_sanity.methods.registry import Method
+from saliency_sanity.models import SanityModel, load_checkpoint, read_record
+from saliency_sanity.randomization.modes import RANDOM_LABEL_MODEL, ModeInputs, mode_spec
+from saliency_sanity.runtime import atomic_write, resolve_device, write_npz
+
+log = logging.getLogger(__name__)
+
+EXPLAIN = ("predicted", "true_label")
+BATCHNORM = ("keep", "reset")  # BatchNorm running statistics on randomization: kept (paper) or reset
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parts of the resolved config a randomization test reads, checked up front."""
+
+    seed: int
+    n_images: int
+    explain: str
+    batch_size: int | None
+    method_params: dict[str, dict[str, Any]]
+    normalization: str | None
+    hog_pixels_per_cell: int
+    ssim_gaussian: bool
+    batchnorm: str = "keep"
+    images: dict[str, Any] | None = None  # natural-image source (ImageNet models): source, labels, size
+    grid_images: int | None = None  # images whose maps the archive keeps at every stage (first n); None: all
+
+    @classmethod
+    def from_config(cls, config: dict) -> Settings:
+        grid_images = config_value(config, "randomization.grid_images", None)
+        batch_size = config_value(config, "randomization.batch_size", None)
+        return cls(
+            seed=int(config.get("seed", 0)),
+            n_images=positive_int(config_value(config, "randomization.n_images", 0), "randomization.n_images"),
+            explain=one_of(config_value(config, "randomization.explain", "predicted"), EXPLAIN, "randomization.explain"),
+            batch_size=None if batch_size is None else positive_int(batch_size, "randomization.batch_size"),
+            method_params={name: dict(p or {}) for name, p in (config.get("methods") or {}).items()},
+            normalization=config_value(config, "similarity.normalization", None),
+            hog_pixels_per_cell=int(config_value(config, "similarity.hog_pixels_per_cell", 7)),
+            ssim_gaussian=bool(config_value(config, "similarity.ssim_gaussian", True)),
+            batchnorm=one_of(config_value(config, "randomization.batchnorm", "keep"), BATCHNORM, "randomization.batchnorm"),
+            images=config.get("images"),
+            grid_images=None if grid_images is None else positive_int(grid_images, "randomization.grid_images"),
+        )
+
+    def normalization_for(self, dataset: str) -> str:
+        """The config's choice, else the paper's: max for the MNIST family, percentile otherwise."""
+        return self.normalization or ("max" if "mnist" in dataset else "percentile")
+
+    def harness(self) -> Harness:
+        """The harness of these settings: every registered method, with the config's parameters."""
+        return Harness(self.method_params, seed=self.seed, batch_size=self.batch_size)
+
+
+def predict(model: SanityModel, images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    """Argmax predictions, in chunks so the memory of the forward pass stays bounded."""
+    chunks = images.split(batch_size) if batch_size else (images,)
+    with torch.no_grad():
+        return torch.cat([model(chunk).argmax(dim=1) for chunk in chunks])
+
+
+@dataclass(frozen=True)
+class KeptMaps:
+    """One method's maps at one stage as the archive keeps them: the normalized, channel-reduced maps
+    that were compared (:class:`similarity.PreparedMaps`), in float16, for the first ``n`` images."""
+
+    absolute: np.ndarray  # (n, H, W) float16 in [0, 1]
+    signed: np.ndarray  # (n, H, W) float16 in [-1, 1]
+
+    @classmethod
+    def of(cls, prepared: similarity.PreparedMaps, n: int | None = None) -> KeptMaps:
+        return cls(prepared.absolute[:n].astype(np.float16), prepared.signed[:n].astype(np.float16))
+
+
+@dataclass
+class RunResult:
+    """Outputs of a run, gathered stage by stage."""
+
+    methods: list[str]
+    stages: list[str] = field(default_factory=list)
+    maps: list[list[KeptMaps]] = field(default_factory=list)  # [stage][method]: all images at stage 0, else grid
+    targets: list[np.ndarray] = field(default_factory=list)
+    predictions: list[np.ndarray] = field(default_factory=list)
+    scores: list[dict[str, dict[str, list[float]]]] = field(default_factory=list)  # [stage][method][metric]
+    # wall seconds of the runner's own parts; the methods' are the harness's (Harness.seconds)
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS, 0.0))
+
+
+PARTS = ("stage_models", "predictions", "similarity")
+
+
+def run_stages(
+    stages, harness: Harness, methods: list[Method], examples: Examples, settings: Settings,
+    normalization: str, progress: tqdm | None = None,
+) -> RunResult:
+    """Explain the examples at every stage and score each map against the same method's stage-0 map."""
+    images, labels = examples.images, examples.labels
+    result = RunResult([m.name for m in methods])
+    reference: dict[str, similarity.PreparedMaps] = {}
+    clock = time.perf_counter()
+    for stage in stages:
+        result.seconds["stage_models"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        x = stage.transform(images) if stage.transform is not None else images
+        predictions = predict(stage.model, x, settings.batch_size)
+        result.seconds["predictions"] += time.perf_counter() - clock
+        targets = stage.targets if stage.targets is not None else (
+            predictions if settings.explain == "predicted" else labels)
+        stage_maps, stage_scores = [], {}
+        if progress is not None:
+            progress.set_postfix_str(stage.name)
+        for name, maps in harness.iter_explain(stage.model, x, targets, stage=stage.index, methods=methods):
+            clock = time.perf_counter()
+            prepared = similarity.prepare(maps.cpu().numpy(), normalization=normalization,
+                                          hog_pixels_per_cell=settings.hog_pixels_per_cell,
+                                          ssim_gaussian=settings.ssim_gaussian)
+            reference.setdefault(name, prepared)
+            stage_scores[name] = similarity.compare(reference[name], prepared)
+            stage_maps.append(KeptMaps.of(prepared, None if stage.index == 0 else settings.grid_images))
+            result.seconds["similarity"] += time.perf_counter() - clock
+            if progress is not None:
+                progress.update()
+        result.stages.append(stage.name)
+        result.maps.append(stage_maps)
+        result.targets.append(targets.cpu().numpy())
+        result.predictions.append(predictions.cpu().numpy())
+        result.scores.append(stage_scores)
+        del stage  # free the stage's model before the next one is built
+        clock = time.perf_counter()
+    harness.log_timings(len(result.stages))
+    return result
+
+
+def similarity_table(result: RunResult, image_ids: np.ndarray, identity: dict[str, str]) -> pd.DataFrame:
+    """The tidy table: one row per (stage, method, metric, image), columns SIMILARITY_COLUMNS."""
+    columns: dict[str, list] = {column: [] for column in SIMILARITY_COLUMNS}
+    n = len(image_ids)
+    for stage_index, (stage, scores) in enumerate(zip(result.stages, result.scores)):
+        for method in result.methods:
+            for metric, values in scores[method].items():
+                columns["stage"] += [stage] * n
+                columns["stage_index"] += [stage_index] * n
+                columns["method"] += [method] * n
+                columns["metric"] += [metric] * n
+                columns["image"] += image_ids.tolist()
+                columns["value"] += values
+    rows = len(columns["value"])
+    for key, value in identity.items():
+        columns[key] = [value] * rows
+    return pd.DataFrame(columns, columns=list(SIMILARITY_COLUMNS))
+
+
+def write_maps(path: Path, result: RunResult, images: torch.Tensor,
+                labels: torch.Tensor, identity: dict[str, str], *, normalization: str,
+                display: torch.Tensor | None = None) -> None:
+    """The maps archive: the maps as compared (normalized, summed over channels), not the raw maps.
+
+    With M methods, S stages, N images (C, H, W) and G = min(grid_images, N) grid images:
+
+    - ``original_abs``, ``original_signed``: (M, N, H, W) float16, stage 0 of every image;
+    - ``maps_abs``, ``maps_signed``: (M, S, G, H, W) float16, every stage of the first G images;
+    - ``normalization``: "max" or "percentile" (0-d str), how the maps were normalized
+      (:mod:`saliency_sanity.similarity`): absolute maps in [0, 1], signed maps in [-1, 1];
+    - ``images`` (N, C, H, W) float32, the model's input; ``display`` (N, C, H, W) float32 in
+      [0, 1], what figures show as the input, only when the caller has one;
+    - ``labels`` (N,), ``targets`` and ``predictions`` (S, N) int64; ``methods`` (M,), ``stages``
+      (S,) str; ``dataset``, ``model``, ``mode`` (0-d str).
+
+    float16 is safe because the maps are normalized first: on [-1, 1] its rounding error is at
+    most 2**-12 (about 2.4e-4), far below the 2**-8 steps of an 8-bit colour map. The figures
+    read these arrays; the similarity scores come from the float64 maps, before rounding.
+    """
+    n = len(images)
+    grid = min(kept.absolute.shape[0] for stage in result.maps for kept in stage)  # stage 0 keeps all n
+
+    def every_stage(kind: str) -> np.ndarray:
+        return np.stack([np.stack([getattr(kept, kind)[:grid] for kept in stage]) for stage in result.maps], axis=1)
+
+    arrays = {
+        "images": images.cpu().numpy().astype(np.float32),
+        "labels": labels.cpu().numpy().astype(np.int64),
+        "methods": np.array(result.methods, dtype=str),
+        "stages": np.array(result.stages, dtype=str),
+        "original_abs": np.stack([kept.absolute for kept in result.maps[0]]),
+        "original_signed": np.stack([kept.signed for kept in result.maps[0]]),
+        "maps_abs": every_stage("absolute"),
+        "maps_signed": every_stage("signed"),
+        "normalization": np.array(normalization, dtype=str),
+        "targets": np.stack(result.targets).astype(np.int64),
+        "predictions": np.stack(result.predictions).astype(np.int64),
+        **{key: np.array(value, dtype=str) for key, value in identity.items()},
+    }
+    missing = set(MAPS_ARRAYS) - set(arrays)
+    if missing:
+        raise RuntimeError(f"the maps archive lacks {sorted(missing)} of its contract (saliency_sanity.contracts)")
+    if display is not None:
+        shown = display.detach().cpu().numpy().astype(np.float32)
+        if shown.ndim != 4 or shown.shape[0] != n or shown.shape[2:] != arrays["images"].shape[2:]:
+            raise ValueError(f"display images have shape {shown.shape}, expected (N, C, H, W) with N, H, W "
+                             f"of the images {arrays['images'].shape}")
+        arrays["display"] = shown
+    write_npz(path, arrays)
+
+
+def load_random_label_model(path: Path | None, record: dict, device: torch.device) -> SanityModel:
+    if path is None:
+        raise ValueError("mode 'labels' compares with a model trained on random labels: pass random_label_model_path")
+    other = read_record(path)
+    if (other["dataset"], other["arch"]) != (record["dataset"], record["arch"]):
+        raise ValueError(
+            f"the random-label model {path} is a {other['dataset']}/{other['arch']} model, "
+            f"but the true-label model is {record['dataset']}/{record['arch']}"
+        )
+    return load_checkpoint(path, device)
+
+
+def run_randomization_test(
+    model_path: str | os.PathLike,
+    mode: str,
+    config: dict,
+    out_csv: str | os.PathLike,
+    out_maps: str | os.PathLike,
+    *,
+    random_label_model_path: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Run one randomization test and write its tidy CSV and maps archive; returns the table.
+
+    ``data_dir`` defaults to the config's ``data_dir``. ``device`` is resolved with
+    :func:`saliency_sanity.runtime.resolve_device` (the CLI passes the config's ``device``).
+    """
+    spec = mode_spec(mode)
+    settings = Settings.from_config(config)
+    harness = settings.harness()
+    model_path = Path(model_path)
+    record = read_record(model_path)
+    dataset = record["dataset"]
+    torch_device = resolve_device(device)
+    model = load_checkpoint(model_path, torch_device)
+    if hasattr(model, "reset_bn_statistics"):  # models with BatchNorm (Inception v3)
+        model.reset_bn_statistics = settings.batchnorm == "reset"
+    random_label_model = None
+    if RANDOM_LABEL_MODEL in spec.needs:
+        random_label_model = load_random_label_model(
+            Path(random_label_model_path) if random_label_model_path else None, record, torch_device)
+    stages = spec.stages(model, ModeInputs(seed=settings.seed, random_label_model=random_label_model))
+
+    source = DataSource(Path(data_dir or config.get("data_dir", "data")), settings.seed, settings.images or {},
+                        settings.n_images)
+    examples = load_examples(dataset, "test", source)
+    examples = Examples(examples.images.to(torch_device), examples.labels.to(torch_device), examples.display)
+    methods = harness.applicable(model)
+    identity = {"dataset": dataset, "model": model_path.stem, "mode": mode}
+    normalization = settings.normalization_for(dataset)
+    log.info("%s %s: %d images, %d methods, %s normalization, device %s",
+             model_path.stem, mode, len(examples.images), len(methods), normalization, torch_device)
+
+    total = len(spec.stage_names(model)) * len(methods)
+    with tqdm(total=total, desc=f"{model_path.stem} {mode}", unit="map") as progress:
+        result = run_stages(stages, harness, methods, examples, settings, normalization, progress)
+
+    table = similarity_table(result, np.arange(len(examples.images)), identity)
+    atomic_write(Path(out_csv), lambda tmp: table.to_csv(tmp, index=False))
+    write_maps(Path(out_maps), result, examples.images, examples.labels, identity, normalization=normalization,
+               display=examples.display)
+    return table
