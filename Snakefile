@@ -8,21 +8,22 @@ from snakemake.utils import min_version, validate
 
 min_version("8.0")
 
-from saliency_sanity.config import resolve_config, typed_overrides
+from saliency_sanity.config import check_runnable, resolve_config, typed_overrides
 
 _resolved = resolve_config(overrides=typed_overrides(dict(config)), workflow_dir=Path(workflow.basedir) / "workflow")
 config.clear()
 config.update(_resolved)
 validate(config, "workflow/schemas/config.schema.yaml")
+check_runnable(config)
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/training.smk"
-include: "workflow/rules/randomization.smk"
 include: "workflow/rules/imagenet.smk"
-include: "workflow/rules/figures.smk"
+include: "workflow/rules/randomization.smk"
 include: "workflow/rules/theory.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:

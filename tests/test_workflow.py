@@ -34,15 +34,16 @@ def test_dry_run_plans_every_stage_of_the_replication(tmp_path):
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     models, modes, datasets = 3, 3, 2
-    assert counts["download"] == datasets
+    assert counts["download_mnist"] == counts["download_fashion_mnist"] == 1
     assert counts["train"] == 2 * models  # true and random labels
-    assert counts["randomize"] == models * modes
+    # ImageNet: cascading and independent; no label randomization
+    assert counts["randomize"] == models * modes + 2
     per_model = [spec for spec in FIGURES.values() if spec.model is None]
     imagenet_figures = [f for f in per_model if not any(k.startswith("labels_") for k in f.inputs)]
     assert counts["imagenet_model"] == 1
-    assert counts["randomize_imagenet"] == 2  # cascading and independent; no label randomization on ImageNet
-    assert counts["figure"] == len(per_model) * models + len(imagenet_figures)
-    assert counts["theory_figure"] == len(FIGURES) - len(per_model) == 3  # linear model, conv-sum x 2
+    theory_figures = len(FIGURES) - len(per_model)
+    assert theory_figures == 3  # linear model, conv-sum x 2
+    assert counts["figure"] == len(per_model) * models + len(imagenet_figures) + theory_figures
     assert counts["theory_linear"] == counts["theory_convsum"] == 1
     assert counts["figure_index"] == counts["record_config"] == counts["all"] == 1
 
@@ -51,21 +52,21 @@ def test_fewer_modes_plan_only_the_figures_they_feed(tmp_path):
     result = dry_run(tmp_path, "preset=smoke", "randomization={modes: [cascading]}")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert counts["randomize"] == 3
+    assert counts["randomize"] == 3 + 2  # ImageNet: its own modes
     assert "train" in counts and counts["train"] == 3  # no random-label models needed
     cascading_only = [f for f in FIGURES.values() if all(k.startswith("cascading_") for k in f.inputs)]
-    assert counts["figure"] == 3 * len(cascading_only) + len(FIGURES) - 3 - 1  # ImageNet: its own modes
-    assert counts["theory_figure"] == 3  # the theory checks do not depend on the modes
+    # ImageNet: its own modes; the theory figures (3) do not depend on the modes
+    assert counts["figure"] == 3 * len(cascading_only) + (len(FIGURES) - 3 - 1) + 3
 
 
 def test_the_imagenet_experiment_can_be_disabled_or_reduced_to_one_mode(tmp_path):
     result = dry_run(tmp_path, "preset=smoke", "imagenet={enabled: false}")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert "imagenet_model" not in counts and "randomize_imagenet" not in counts
+    assert "imagenet_model" not in counts and counts["randomize"] == 9
     result = dry_run(tmp_path, "preset=smoke", "imagenet={modes: [cascading]}")
     assert result.returncode == 0, result.stderr
-    assert job_counts(result.stdout)["randomize_imagenet"] == 1
+    assert job_counts(result.stdout)["randomize"] == 9 + 1
 
 
 def test_the_paper_preset_asks_for_an_imagenet_folder(tmp_path):
@@ -89,3 +90,13 @@ def test_unknown_preset_is_an_error_listing_presets(tmp_path):
     result = dry_run(tmp_path, "preset=fast")
     assert result.returncode != 0
     assert "unknown preset 'fast'" in result.stdout + result.stderr
+
+
+def test_unknown_names_stop_the_run_before_any_job(tmp_path):
+    """Names the schema cannot know are checked against the registries when the DAG is planned."""
+    for override, named in (("methods={smoothgrd: {}}", "smoothgrd"),
+                            ("methods={smoothgrad: {n_sample: 3}}", "n_sample"),
+                            ("randomization={modes: [shuffle]}", "shuffle")):
+        result = dry_run(tmp_path, "preset=smoke", override)
+        assert result.returncode != 0, override
+        assert named in result.stdout + result.stderr

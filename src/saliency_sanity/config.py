@@ -106,6 +106,7 @@ def resolve_config(
     config = deep_merge(config, overrides)
     config["preset"] = preset
     validate_config(config, workflow_dir)
+    check_names(config)
     return config
 
 
@@ -120,6 +121,42 @@ def validate_config(config: dict, workflow_dir: Path) -> None:
             for err in errors
         ]
         raise ConfigError("invalid config:\n" + "\n".join(lines))
+
+
+def check_names(config: Mapping[str, Any]) -> None:
+    """Names the schema cannot know, checked against the registries before any job runs: the models'
+    datasets and architectures, the randomization modes, and every method's name and parameters
+    (a misspelled method fails here, not after training)."""
+    from saliency_sanity.data import DATASETS
+    from saliency_sanity.harness import Harness  # the registries: imported only when a config is checked
+    from saliency_sanity.models import MODELS
+    from saliency_sanity.randomization import MODES
+
+    for index, entry in enumerate(config.get("models") or []):
+        DATASETS.get_entry(entry["dataset"], f"models[{index}].dataset")
+        if "trained" not in MODELS.get_entry(entry["arch"], f"models[{index}].arch").weights:
+            raise ConfigError(f"config key models[{index}].arch is {entry['arch']!r}, which is not trained by the "
+                              "workflow (its weights come from a published checkpoint)")
+    sections = [("randomization.modes", "mnist")]
+    imagenet = config.get("imagenet") or {}
+    if imagenet.get("enabled"):
+        sections.append(("imagenet.modes", "imagenet"))
+    for key, dataset in sections:
+        for mode in config_value(config, key):
+            if MODES.get_entry(mode, key).needs and dataset == "imagenet":
+                raise ConfigError(f"config key {key} lists {mode!r}, which needs {list(MODES[mode].needs)}; "
+                                  "the ImageNet models have none")
+        Harness(randomize_settings(config, dataset)["methods"])
+
+
+def check_runnable(config: Mapping[str, Any]) -> None:
+    """What a run needs that a preset may leave to the user (the paper preset: the ImageNet images)."""
+    imagenet = config.get("imagenet") or {}
+    if imagenet.get("enabled") and not imagenet.get("images"):
+        raise ConfigError(
+            "config key imagenet.images is not set: give a folder of ImageNet images with labels.json "
+            "(--config 'imagenet={images: /path/to/folder}'), or 'skimage' for the bundled photos, "
+            "or disable the experiment with imagenet.enabled: false")
 
 
 def config_value(config: Mapping[str, Any], key: str, default: Any = MISSING) -> Any:
@@ -187,3 +224,13 @@ def randomize_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any
         images={"source": imagenet["images"], "labels": imagenet["labels"], "size": imagenet["image_size"]},
     )
     return settings
+
+
+def figure_notes(config: Mapping[str, Any], dataset: str) -> str:
+    """Caption notes of a model's figures: how the preset departs from the paper; untrained weights are always said."""
+    if dataset != "imagenet":
+        return config["figures"]["notes"]
+    notes = config["imagenet"]["notes"]
+    if config["imagenet"]["weights"] == "random":
+        notes += ". UNTRAINED Inception v3 (imagenet.weights: random): a check of the pipeline, not the paper's result"
+    return notes

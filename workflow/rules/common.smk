@@ -1,10 +1,21 @@
-# Shared helpers of the rules: names, settings passed to the CLI, per-job resources.
+# Shared helpers of the rules: names, settings passed to the CLI, per-job resources. Names and
+# settings come from the library (saliency_sanity.contracts, .config and the registries).
 
 import json
 
-DATASETS = sorted({m["dataset"] for m in config["models"]})
-MODELS = [f"{m['dataset']}-{m['arch']}" for m in config["models"]]
-MODES = config["randomization"]["modes"]
+from saliency_sanity.config import figure_notes, randomize_settings
+from saliency_sanity.contracts import checkpoint_path, maps_npz, model_name, similarity_csv
+from saliency_sanity.data import DATASETS, downloads_of, raw_dir
+from saliency_sanity.models import MODELS
+from saliency_sanity.randomization import MODES
+
+IMAGENET = config["imagenet"]
+# model name -> (dataset, arch, the randomization modes run for it)
+RUNS = {model_name(m["dataset"], m["arch"]): (m["dataset"], m["arch"], config["randomization"]["modes"])
+        for m in config["models"]}
+if IMAGENET["enabled"]:
+    RUNS[model_name("imagenet", "inception_v3")] = ("imagenet", "inception_v3", IMAGENET["modes"])
+TRAINED_MODELS = [model for model, (dataset, _, _) in RUNS.items() if dataset != "imagenet"]
 THREADS = max(1, min(config.get("threads", 2), workflow.cores))
 GPU = 1 if config.get("gpu_jobs", False) else 0
 
@@ -17,10 +28,15 @@ def settings(*sections):
     return json.dumps({s: config[s] for s in sections}, sort_keys=True, separators=(",", ":"))
 
 
-def model_spec(name):
-    """(dataset, arch) of a model name '<dataset>-<arch>'."""
-    dataset, _, arch = name.rpartition("-")
-    return dataset, arch
+def raw_files(dataset):
+    """The downloaded files a dataset reads (its own, or its base datasets' for a derived one)."""
+    return [str(raw_dir(name, config["data_dir"]) / file) for name in downloads_of(dataset)
+            for file in DATASETS[name].files]
+
+
+def alternatives(names):
+    """A wildcard constraint matching exactly these names."""
+    return "|".join(sorted(names, key=len, reverse=True)) or "^$"
 
 
 rule record_config:

@@ -1,23 +1,18 @@
-# Figures: every registered figure for every model, then figures/index.md (caption, preset, commit).
+# Figures: every registered figure for every model whose runs produce its inputs, the theory
+# figures for their fixed models, then figures/index.md (caption, preset, commit). One rule.
 
-from saliency_sanity.figures import FIGURES
+from saliency_sanity.figures import FIGURES, figures_for
 
-
-FIGURE_MODELS = {model: MODES for model in MODELS}  # model -> the randomization modes run for it
-if IMAGENET_MODES:
-    FIGURE_MODELS[IMAGENET_MODEL] = IMAGENET_MODES
-
-
-def figure_names(model):
-    """The per-model figures whose inputs the model's randomization modes produce."""
-    return [
-        name for name, spec in FIGURES.items()
-        if spec.model is None and all(key.rpartition("_")[0] in FIGURE_MODELS[model] for key in spec.inputs)
-    ]
+# (figure, model) pairs: per-model figures from each model's modes, fixed-model (theory) figures once
+FIGURE_JOBS = [(name, model) for model, (_, _, modes) in RUNS.items() for name in figures_for(modes)]
+FIGURE_JOBS += [(name, spec.model) for name, spec in FIGURES.items() if spec.model is not None]
 
 
-def figure_notes(model):
-    return imagenet_notes() if model == IMAGENET_MODEL else config["figures"]["notes"]
+def figure_notes_of(wildcards):
+    """How the run departs from the paper, for the caption."""
+    if FIGURES[wildcards.figure].model is not None:
+        return config["theory"]["notes"]
+    return figure_notes(config, RUNS[wildcards.model][0])
 
 
 rule figure:
@@ -30,10 +25,10 @@ rule figure:
     params:
         inputs=lambda w, input: " ".join(f"--input {k}={v}" for k, v in input.items()),
         preset=config["preset"],
-        notes=lambda w: figure_notes(w.model),
+        notes=figure_notes_of,
     wildcard_constraints:
-        figure="|".join(name for name, spec in FIGURES.items() if spec.model is None),
-        model="|".join(FIGURE_MODELS),
+        figure=alternatives(FIGURES),
+        model=alternatives({model for _, model in FIGURE_JOBS}),
     resources:
         mem_mb=2000,
         runtime=15,
@@ -46,8 +41,7 @@ rule figure:
 
 rule figure_index:
     input:
-        [f"figures/.index/{name}-{model}.json" for model in FIGURE_MODELS for name in figure_names(model)],
-        [f"figures/.index/{name}-{spec.model}.json" for name, spec in FIGURES.items() if spec.model is not None],
+        [f"figures/.index/{name}-{model}.json" for name, model in FIGURE_JOBS],
     output:
         "figures/index.md",
     log:

@@ -1,15 +1,16 @@
-# Model-parameter (cascading, independent) and label randomization tests: every registered
-# method on the same test images, similarity of each stage's maps to the original's.
+# Randomization tests: every registered method on the same images, the similarity of each stage's
+# maps to the original's, for every model of the config (MNIST family and ImageNet) and each of its
+# modes. One rule: a mode that needs the model trained on random labels (labels) gets it as input.
 
 
 def randomization_inputs(wildcards):
-    dataset, _ = model_spec(wildcards.model)
-    inputs = {
-        "model": f"results/models/{wildcards.model}.pt",
-        "data": raw_files(dataset),
-    }
-    if wildcards.mode == "labels":
-        inputs["random_label_model"] = f"results/models/{wildcards.model}-random-labels.pt"
+    dataset = RUNS[wildcards.model][0]
+    inputs = {"model": str(checkpoint_path(wildcards.model)), "data": raw_files(dataset)}
+    if "random_label_model" in MODES[wildcards.mode].needs:
+        inputs["random_label_model"] = str(checkpoint_path(model_name(dataset, RUNS[wildcards.model][1], "random")))
+    if dataset == "imagenet" and IMAGENET["images"] not in (None, "skimage"):
+        # the image folder's labels file, so that editing it reruns the tests
+        inputs["labels"] = IMAGENET["labels"] or os.path.join(IMAGENET["images"], "labels.json")
     return inputs
 
 
@@ -17,19 +18,21 @@ rule randomize:
     input:
         unpack(randomization_inputs),
     output:
-        csv="results/randomization/{model}-{mode}.csv",
-        maps="results/maps/{model}-{mode}.npz",
+        csv=str(similarity_csv("{model}", "{mode}")),
+        maps=str(maps_npz("{model}", "{mode}")),
     params:
-        settings=lambda w: settings("seed", "device", "randomization", "methods", "similarity"),
-        random_label=lambda w, input: f"--random-label-model {input.random_label_model}" if w.mode == "labels" else "",
+        settings=lambda w: json.dumps(randomize_settings(config, RUNS[w.model][0]), sort_keys=True,
+                                      separators=(",", ":")),
+        random_label=lambda w, input: f"--random-label-model {input.random_label_model}"
+        if "random_label_model" in input.keys() else "",
         data_dir=config["data_dir"],
     wildcard_constraints:
-        model="[a-z-]+-(cnn|mlp)",
-        mode="cascading|independent|labels",
+        model=alternatives(RUNS),
+        mode=alternatives(MODES),
     threads: THREADS
     resources:
-        mem_mb=6000,
-        runtime=120,
+        mem_mb=lambda w: 8000 if RUNS[w.model][0] == "imagenet" else 6000,
+        runtime=lambda w: 240 if RUNS[w.model][0] == "imagenet" else 120,
         gpu=GPU,
     log:
         "results/logs/randomize/{model}-{mode}.log",

@@ -1,4 +1,4 @@
-# Training: each model on its true labels and on randomly permuted labels.
+# Training: each model of the config on its true labels and on randomly permuted labels.
 
 
 rule train:
@@ -14,8 +14,8 @@ rule train:
         seed=config["seed"],
         data_dir=config["data_dir"],
     wildcard_constraints:
-        dataset="mnist|fashion-mnist",
-        arch="cnn|mlp",
+        dataset=alternatives(name for name, spec in DATASETS.items() if "train" in spec.splits),
+        arch=alternatives(name for name, spec in MODELS.items() if "trained" in spec.weights),
         suffix="|-random-labels",
     threads: THREADS
     resources:
