@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -100,3 +101,24 @@ def test_unknown_names_stop_the_run_before_any_job(tmp_path):
         result = dry_run(tmp_path, "preset=smoke", override)
         assert result.returncode != 0, override
         assert named in result.stdout + result.stderr
+
+
+def test_a_non_editable_install_plans_the_workflow_outside_the_source_tree(tmp_path):
+    """`pip install .` (not -e) is enough: the Snakefile finds workflow/ beside itself, not the package."""
+    site = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site),
+         str(ROOT)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    run_dir = tmp_path / "checkout"
+    run_dir.mkdir()
+    shutil.copy(ROOT / "Snakefile", run_dir)
+    shutil.copytree(ROOT / "workflow", run_dir / "workflow")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import saliency_sanity; print(saliency_sanity.__file__)"],
+                           capture_output=True, text=True, env=env, cwd=run_dir)
+    assert where.stdout.startswith(str(site)), where.stdout + where.stderr  # the installed copy, not src/
+    result = subprocess.run([SNAKEMAKE, "--dry-run", "--cores", "1", "--config", "preset=smoke"],
+                            capture_output=True, text=True, env=env, cwd=run_dir)
+    assert result.returncode == 0, result.stderr
+    assert job_counts(result.stdout)["all"] == 1

@@ -130,7 +130,7 @@ def check_names(config: Mapping[str, Any]) -> None:
     from saliency_sanity.data import DATASETS
     from saliency_sanity.harness import Harness  # the registries: imported only when a config is checked
     from saliency_sanity.models import MODELS
-    from saliency_sanity.randomization import MODES
+    from saliency_sanity.randomization.modes import MODES
 
     for index, entry in enumerate(config.get("models") or []):
         DATASETS.get_entry(entry["dataset"], f"models[{index}].dataset")

@@ -1,8 +1,8 @@
 """The registry of randomization modes: each entry yields the stages a test compares with stage 0.
 
 A mode is one decorated function ``fn(model, inputs) -> Iterator[Stage]``. A :class:`Stage` is a
-model to explain, and may carry its own targets (explain these classes instead of the run's
-choice) or an input transform (e.g. noisy copies), so that later modes (random logit, noisy
+model to explain, and may carry its own targets (a function of the stage's logits and the labels,
+e.g. a random other class) or an input transform (e.g. noisy copies), so that later modes (random logit, noisy
 inputs) fit the same runner. Stage 0 is the model as given (``original``). A mode declares what
 it needs beyond the model (``needs``: today only ``random_label_model``, the model trained on
 permuted labels) and how to name its stages before running them (``stage_names``).
@@ -35,7 +35,8 @@ class Stage:
     index: int
     name: str
     model: SanityModel
-    targets: torch.Tensor | None = None  # classes to explain at this stage; None: the run's choice
+    # the classes to explain at this stage, from the stage's logits on the inputs and the labels; None: the run's choice
+    targets: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None  # applied to the inputs at this stage
 
 

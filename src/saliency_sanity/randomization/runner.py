@@ -89,11 +89,11 @@ class Settings:
         return Harness(self.method_params, seed=self.seed, batch_size=self.batch_size)
 
 
-def predict(model: SanityModel, images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    """Argmax predictions, in chunks so the memory of the forward pass stays bounded."""
+def logits_of(model: SanityModel, images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
+    """The model's logits, in chunks so the memory of the forward pass stays bounded."""
     chunks = images.split(batch_size) if batch_size else (images,)
     with torch.no_grad():
-        return torch.cat([model(chunk).argmax(dim=1) for chunk in chunks])
+        return torch.cat([model(chunk) for chunk in chunks])
 
 
 @dataclass(frozen=True)
@@ -139,10 +139,12 @@ def run_stages(
         result.seconds["stage_models"] += time.perf_counter() - clock
         clock = time.perf_counter()
         x = stage.transform(images) if stage.transform is not None else images
-        predictions = predict(stage.model, x, settings.batch_size)
+        logits = logits_of(stage.model, x, settings.batch_size)
+        predictions = logits.argmax(dim=1)
         result.seconds["predictions"] += time.perf_counter() - clock
-        targets = stage.targets if stage.targets is not None else (
-            predictions if settings.explain == "predicted" else labels)
+        targets = predictions if settings.explain == "predicted" else labels
+        if stage.targets is not None:
+            targets = stage.targets(logits, labels)
         stage_maps, stage_scores = [], {}
         if progress is not None:
             progress.set_postfix_str(stage.name)
