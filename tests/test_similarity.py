@@ -126,6 +126,34 @@ def test_ssim_works_on_28_pixel_and_small_maps_and_detects_change():
         sim.ssim(_map(1, 2, 9), _map(1, 2, 9))
 
 
+@pytest.mark.parametrize("gaussian", [True, False])
+@pytest.mark.parametrize("shape", [(6, 28, 28), (3, 8, 10), (2, 5, 5), (2, 40, 33)])
+def test_batched_ssim_is_bit_identical_to_scikit_image(shape, gaussian):
+    from skimage.metrics import structural_similarity
+
+    a = RNG.uniform(size=shape)
+    b = np.clip(a + RNG.normal(scale=0.3, size=shape), 0, 1)
+    side = min(shape[1:])  # scikit-image's window where it fits, else the largest odd one that does
+    window = None if side >= (11 if gaussian else 7) else side - (1 - side % 2)
+    expected = [structural_similarity(x, y, data_range=1.0, gaussian_weights=gaussian, win_size=window)
+                for x, y in zip(a, b)]
+    np.testing.assert_array_equal(sim.ssim_batch(a, b, gaussian=gaussian), expected)
+
+
+@pytest.mark.parametrize("shape, cell", [((6, 28, 28), 7), ((3, 28, 28), 4), ((2, 64, 48), 16), ((3, 30, 29), 8),
+                                         ((2, 9, 9), 3)])
+def test_batched_hog_is_bit_identical_to_scikit_image(shape, cell):
+    from skimage.feature import hog
+
+    maps = RNG.uniform(size=shape)
+    maps[0] = 0  # a dead map
+    maps[1, :5] = 1.0  # flat rows: gradients of exactly 0, orientations on a bin edge
+    block = min(sim.HOG_CELLS_PER_BLOCK, min(shape[1:]) // cell)
+    expected = [hog(m, orientations=sim.HOG_ORIENTATIONS, pixels_per_cell=(cell, cell),
+                    cells_per_block=(block, block), feature_vector=True) for m in maps]
+    np.testing.assert_array_equal(sim.hog_features(maps, cell), expected)
+
+
 def test_hog_features_use_the_configured_cells():
     features = sim.hog_features(sim.normalize_absolute(_map(2, 1, 28, 28)), pixels_per_cell=7)
     # 4 x 4 cells of 7 px, 3 x 3-cell blocks at 2 x 2 positions, 9 orientations

@@ -22,7 +22,8 @@ per image; the runner scores every registered metric. The built-in ones: ``spear
 correlation of the flattened normalized maps, average ranks for ties, as
 ``scipy.stats.spearmanr``), ``ssim`` (scikit-image's SSIM of the [0, 1] absolute maps, Gaussian
 weights, data_range 1) and ``hog`` (Spearman correlation of the scikit-image HOG feature vectors
-of the absolute maps).
+of the absolute maps). SSIM and HOG are scikit-image's numbers, computed a batch at a time
+(:mod:`saliency_sanity.batched_skimage`).
 
 Constant inputs: Spearman's correlation is undefined when a ranking is constant (zero
 variance). We define it as 1.0 when both are constant (identical, all-tied rankings) and 0.0
@@ -39,9 +40,8 @@ from typing import Callable
 import numpy as np
 import torch
 from scipy.stats import rankdata
-from skimage.feature import hog as skimage_hog
-from skimage.metrics import structural_similarity
 
+from saliency_sanity import batched_skimage
 from saliency_sanity.contracts import NORMALIZATIONS
 from saliency_sanity.registry import Registry
 
@@ -103,7 +103,7 @@ def normalize_signed(maps: MapsLike, normalization: str = "max") -> np.ndarray:
 
 
 def hog_features(absolute: np.ndarray, pixels_per_cell: int) -> np.ndarray:
-    """HOG feature vectors (N, F) of absolute maps (N, H, W)."""
+    """HOG feature vectors (N, F) of absolute maps (N, H, W): scikit-image's ``hog`` (L2-Hys), batched."""
     height, width = absolute.shape[1:]
     if not 1 <= pixels_per_cell <= min(height, width):
         raise ValueError(
@@ -111,13 +111,8 @@ def hog_features(absolute: np.ndarray, pixels_per_cell: int) -> np.ndarray:
             f"(config key similarity.hog_pixels_per_cell): use 1..{min(height, width)}"
         )
     block = min(HOG_CELLS_PER_BLOCK, min(height, width) // pixels_per_cell)
-    return np.stack([
-        skimage_hog(
-            image, orientations=HOG_ORIENTATIONS, pixels_per_cell=(pixels_per_cell, pixels_per_cell),
-            cells_per_block=(block, block), feature_vector=True,
-        )
-        for image in absolute
-    ])
+    return batched_skimage.hog(np.asarray(absolute, dtype=np.float64), orientations=HOG_ORIENTATIONS,
+                               pixels_per_cell=pixels_per_cell, cells_per_block=block)
 
 
 @dataclass(frozen=True)
@@ -225,12 +220,12 @@ def _ssim_window(height: int, width: int, gaussian: bool) -> int | None:
 
 
 def ssim_batch(a: np.ndarray, b: np.ndarray, *, gaussian: bool = True) -> np.ndarray:
-    """SSIM per image of two batches (N, H, W) of [0, 1] maps."""
-    window = _ssim_window(*a.shape[1:], gaussian)
-    return np.array([
-        structural_similarity(x, y, data_range=1.0, gaussian_weights=gaussian, win_size=window)
-        for x, y in zip(a, b)
-    ])
+    """SSIM per image of two batches (N, H, W) of [0, 1] maps: scikit-image's, computed for the batch at once."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"expected two (N, H, W) batches of one shape, got {a.shape} and {b.shape}")
+    window = _ssim_window(*a.shape[1:], gaussian) or SSIM_DEFAULT_WINDOW[gaussian]
+    return batched_skimage.ssim(a, b, window=window, gaussian=gaussian)
 
 
 def compare(reference: PreparedMaps, other: PreparedMaps, metrics: list[str] | None = None) -> dict[str, list[float]]:
