@@ -2,7 +2,7 @@
 
 Inside ``shared_work()``, SmoothGrad, SmoothGrad-squared and VarGrad reduce one set of samples
 (n_samples base passes per image in all, not three times that) and Guided Grad-CAM reuses the
-Guided Backprop and Grad-CAM maps; the values are those of the uncached methods. Outside it,
+Guided Backprop and Grad-CAM maps, and Gradient x Input reuses the gradient; the values are those of the uncached methods. Outside it,
 nothing is cached.
 """
 
@@ -174,6 +174,17 @@ def test_guided_gradcam_reuses_its_factors(cnn, images, target):
     assert passes.examples == 0
     assert torch.equal(inside, outside)
     torch.testing.assert_close(inside, guided * cam)
+
+
+@pytest.mark.parametrize("first", ["gradient", "gradient_x_input"])
+def test_gradient_and_gradient_x_input_share_one_backward_pass(cnn, images, target, first):
+    second = ({"gradient", "gradient_x_input"} - {first}).pop()
+    outside = {name: get_method(name)(cnn, images, target) for name in (first, second)}
+    with shared_work(), counting(cnn) as passes:
+        inside = {name: get_method(name)(cnn, images, target, batch_size=3) for name in (first, second)}
+    assert passes.examples == len(images)
+    assert all(torch.equal(inside[name], outside[name]) for name in outside)
+    torch.testing.assert_close(inside["gradient_x_input"], inside["gradient"] * images)
 
 
 def test_guided_gradcam_alone_in_shared_work_computes_its_factors_once(cnn, images, target):

@@ -8,7 +8,7 @@ all call it.
 
 Shared work: within one call, methods share computations (:mod:`saliency_sanity.methods.reuse`):
 SmoothGrad, SmoothGrad-squared and VarGrad reduce one set of noisy gradients, Guided Grad-CAM
-reuses the Guided Backprop and Grad-CAM maps; the first method of such a group pays the time.
+reuses the Guided Backprop and Grad-CAM maps, Gradient x Input the gradient; the first method of such a group pays the time.
 Model-free deterministic methods (edge detectors) do not depend on the model and are computed
 once per set of inputs. ``harness.seconds`` accumulates each method's time.
 """

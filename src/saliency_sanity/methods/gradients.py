@@ -13,6 +13,7 @@ from torch import nn
 from saliency_sanity.baselines import resolve_baseline
 from saliency_sanity.methods.common import batch_slices, chunked
 from saliency_sanity.methods.registry import register
+from saliency_sanity.methods.reuse import memoize
 
 RIEMANN_RULES = ("right", "midpoint")
 
@@ -42,12 +43,25 @@ def input_gradients(
     return chunked(partial(_target_logit_gradients, model), batch_size, x, target)
 
 
+def shared_input_gradients(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, batch_size: int | None = None
+) -> torch.Tensor:
+    """:func:`input_gradients`, computed once per (model, x, target) within shared work.
+
+    The gradient and Gradient x Input of one stage then cost one backward pass, not two. Each
+    caller gets its own copy. Only the registered methods use it: a wrapper that explains fresh
+    inputs (noisy copies) calls :func:`input_gradients`, so its inputs are not kept alive.
+    """
+    return memoize(("input_gradients", model, x, target), lambda: input_gradients(model, x, target, batch_size),
+                   clone=True)
+
+
 @register("gradient")
 def gradient(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: int | None = None
 ) -> torch.Tensor:
     """Gradient of the target logit w.r.t. the input (Simonyan et al. 2014)."""
-    return input_gradients(model, x, target, batch_size)
+    return shared_input_gradients(model, x, target, batch_size)
 
 
 @register("gradient_x_input")
@@ -55,7 +69,7 @@ def gradient_x_input(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, batch_size: int | None = None
 ) -> torch.Tensor:
     """Gradient times the input, elementwise (Shrikumar et al. 2016)."""
-    return gradient(model, x, target, batch_size=batch_size) * x
+    return shared_input_gradients(model, x, target, batch_size) * x
 
 
 def riemann_alphas(steps: int, rule: str, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Several methods are reductions or products of the same computations: SmoothGrad,
 SmoothGrad-squared and VarGrad reduce the same gradients of the same noisy copies, and Guided
-Grad-CAM multiplies the Guided Backprop and Grad-CAM maps. Inside :func:`shared_work`, code can
+Grad-CAM multiplies the Guided Backprop and Grad-CAM maps, and Gradient x Input multiplies the
+gradient by the input. Inside :func:`shared_work`, code can
 :func:`memoize` such a computation under an explicit key, and the next method that needs it
 reuses it instead of running the model again. Outside it nothing is cached: :func:`memoize`
 just calls the computation, so direct calls behave exactly as without this module.

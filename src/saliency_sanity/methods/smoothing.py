@@ -28,7 +28,7 @@ from torch import nn
 
 from saliency_sanity.baselines import resolve_baseline
 from saliency_sanity.methods.common import batch_slices, check_generator
-from saliency_sanity.methods.gradients import gradient, integrated_gradients
+from saliency_sanity.methods.gradients import input_gradients, integrated_gradients
 from saliency_sanity.methods.registry import MethodFn, register
 from saliency_sanity.methods.reuse import active_memo, generator_state, memoize
 
@@ -156,7 +156,7 @@ def smoothgrad(
 ) -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017): mean gradient over noisy copies of the input."""
     return smooth(
-        gradient, model, x, target, reduction="mean", n_samples=n_samples,
+        input_gradients, model, x, target, reduction="mean", n_samples=n_samples,
         noise_level=noise_level, generator=generator, batch_size=batch_size,
     )
 
@@ -174,7 +174,7 @@ def smoothgrad_squared(
 ) -> torch.Tensor:
     """SmoothGrad-squared (Hooker et al. 2019): mean squared gradient over noisy copies."""
     return smooth(
-        gradient, model, x, target, reduction="mean_square", n_samples=n_samples,
+        input_gradients, model, x, target, reduction="mean_square", n_samples=n_samples,
         noise_level=noise_level, generator=generator, batch_size=batch_size,
     )
 
@@ -192,7 +192,7 @@ def vargrad(
 ) -> torch.Tensor:
     """VarGrad (Adebayo et al. 2018): variance (1/n) of the gradient over noisy copies."""
     return smooth(
-        gradient, model, x, target, reduction="variance", n_samples=n_samples,
+        input_gradients, model, x, target, reduction="variance", n_samples=n_samples,
         noise_level=noise_level, generator=generator, batch_size=batch_size,
     )
 
