@@ -2,18 +2,21 @@
 #   snakemake --cores all                          # default preset
 #   snakemake --cores all --config preset=smoke    # minutes, CI
 # The config is workflow/config/default.yaml, the chosen preset on top, then --config overrides;
-# it is validated against workflow/schemas/config.schema.yaml before any job runs.
+# it is validated against workflow/schemas/config.schema.yaml, and its names against the registries,
+# before any job runs.
 
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
 
 from saliency_sanity.config import check_runnable, resolve_config, typed_overrides
+from saliency_sanity.names import check_names
 
 _resolved = resolve_config(overrides=typed_overrides(dict(config)), workflow_dir=Path(workflow.basedir) / "workflow")
 config.clear()
 config.update(_resolved)
 validate(config, "workflow/schemas/config.schema.yaml")
+check_names(config)
 check_runnable(config)
 
 

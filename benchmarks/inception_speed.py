@@ -21,33 +21,26 @@ pretrained ones. See benchmarks/README.md. Run ``python benchmarks/inception_spe
 from __future__ import annotations
 
 import argparse
-import inspect
-import itertools
 import json
 import os
 import platform
 import sys
-import time
 import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from captum.attr import IntegratedGradients
 from torch import nn
 
+from cascade import batch_sizes_arg, cascade_summary, format_cascade, gradient_pass, run_cascade, timed
 from saliency_sanity.config import randomize_settings, resolve_config
-from saliency_sanity.data import Examples
-from saliency_sanity.randomization import ModeInputs, RunResult, Settings, mode_spec, run_stages
 from saliency_sanity.data.images import load_images
-from saliency_sanity.models.inception import build_inception
 from saliency_sanity.methods.gradients import integrated_gradients
-from saliency_sanity.harness import Harness
-from saliency_sanity.methods.registry import Method
+from saliency_sanity.models.inception import build_inception
+from saliency_sanity.randomization import Settings
 from saliency_sanity.runtime import library_versions, resolve_device
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,29 +55,6 @@ QUICK_CAP = 2  # --quick caps every method's steps and n_samples at this
 
 
 # --------------------------------------------------------------------------- measuring
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
-    """``fn()`` and its wall seconds (the device synchronized at both ends)."""
-    synchronize(device)
-    start = time.perf_counter()
-    result = fn()
-    synchronize(device)
-    return result, time.perf_counter() - start
-
-
-def gradient_pass(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The unit of work: one forward and backward of the target logit w.r.t. the input, plain autograd."""
-    with torch.enable_grad():
-        inputs = x.detach().requires_grad_(True)
-        selected = model(inputs).gather(1, target.view(-1, 1)).sum()
-        (grad,) = torch.autograd.grad(selected, inputs)
-    return grad
 
 
 def captum_ig(model: nn.Module, x: torch.Tensor, target: torch.Tensor, steps: int, rule: str,
@@ -180,156 +150,19 @@ def cascade_config(seed: int, n_images: int, batch_size: int | None, quick: bool
     return config
 
 
-def _param(method: Method, params: dict, key: str) -> int:
-    """A method's parameter: the config's value, else the function's default."""
-    if key in params:
-        return int(params[key])
-    return int(inspect.signature(method.fn).parameters[key].default)
-
-
-def pass_counts(methods: Sequence[Method], settings: Settings) -> dict[str, dict[str, Any]]:
-    """Input-gradient passes per image and stage: as each method computes alone, and really needed."""
-    names = {m.name for m in methods}
-    counts: dict[str, dict[str, Any]] = {}
-    noisy: dict[tuple, str] = {}  # (n_samples, noise_level) -> the method whose noisy passes the others share
-    for method in methods:
-        params = settings.method_params.get(method.name, {})
-        name = method.name
-        if method.model_free:
-            alone, needed, why = 0, 0, "model-free control"
-        elif name == "integrated_gradients":
-            alone = needed = _param(method, params, "steps")
-            why = "steps"
-        elif name in ("smoothgrad", "smoothgrad_squared", "vargrad"):
-            alone = _param(method, params, "n_samples")
-            key = (alone, float(params.get("noise_level", 0.15)))
-            shared = noisy.setdefault(key, name)
-            needed = alone if shared == name else 0
-            why = "n_samples" if shared == name else f"n_samples, shared with {shared}"
-        elif name == "ig_smoothgrad":
-            alone = needed = _param(method, params, "n_samples") * _param(method, params, "steps")
-            why = "n_samples x steps"
-        elif name == "gradient_x_input":
-            alone, needed = 1, 0 if "gradient" in names else 1
-            why = "the gradient's map x the input" if needed == 0 else "1"
-        elif name == "guided_gradcam":
-            alone, needed = 2, 0 if {"guided_backprop", "gradcam"} <= names else 2
-            why = "guided backprop + Grad-CAM" + (", both reused" if needed == 0 else "")
-        elif name == "deeplift_rescale":
-            alone, needed = 2, 1
-            why = "input + baseline rows in one batch; needed: the input's (zero baseline: its forward is shared)"
-        elif name == "gradcam":
-            alone = needed = 1
-            why = "1 (its backward stops at Mixed_7c; counted as a full pass)"
-        else:  # gradient, guided_backprop, deconvnet, and any method added later
-            keys = [k for k in ("n_samples", "steps") if k in method.accepts()]
-            alone = needed = max(1, int(torch.tensor([_param(method, params, k) for k in keys]).prod())) if keys else 1
-            why = " x ".join(keys) or "1"
-        counts[name] = {"alone": alone, "needed": needed, "count": why}
-    return counts
-
-
-@dataclass
-class Rows:
-    """Rows (images) entering the model's first layer, per method: with autograd, and forward only."""
-
-    image_shape: tuple[int, ...]
-    harness: Harness | None = None  # its ``current`` method is the one the rows are counted for
-    grad: dict[str, int] = field(default_factory=dict)
-    forward_only: int = 0
-
-    @property
-    def current(self) -> str:
-        return (self.harness.current if self.harness is not None else None) or "prediction"
-
-
-@contextmanager
-def counting_rows(image_shape: tuple[int, ...], harness: Harness | None = None) -> Iterator[Rows]:
-    """A global forward hook counting rows into a leaf module that takes image-shaped input."""
-    rows = Rows(image_shape, harness)
-
-    def hook(module: nn.Module, args: tuple, output: Any) -> None:
-        if next(module.children(), None) is None and args and isinstance(args[0], torch.Tensor):
-            if tuple(args[0].shape[1:]) == rows.image_shape:
-                if torch.is_grad_enabled():
-                    rows.grad[rows.current] = rows.grad.get(rows.current, 0) + args[0].shape[0]
-                else:
-                    rows.forward_only += args[0].shape[0]
-
-    handle = nn.modules.module.register_module_forward_hook(hook)
-    try:
-        yield rows
-    finally:
-        handle.remove()
-
-
-def run_cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: Settings,
-                stages: int) -> tuple[RunResult, Rows, dict[str, float], dict[str, float]]:
-    """The runner's cascading test of ``images`` (its first ``stages`` stages): its result, the rows through
-    the network, the harness's per-method seconds, and the seconds of the runner's other parts."""
-    if hasattr(model, "reset_bn_statistics"):  # as run_randomization_test does
-        model.reset_bn_statistics = settings.batchnorm == "reset"
-    harness = settings.harness()
-    methods = harness.applicable(model)
-    with counting_rows(tuple(images.shape[1:]), harness) as rows:
-        stage_iter = itertools.islice(mode_spec("cascading").stages(model, ModeInputs(seed=settings.seed)), stages)
-        result = run_stages(stage_iter, harness, methods, Examples(images, labels), settings,
-                            settings.normalization_for("imagenet"))
-    return result, rows, dict(harness.seconds), result.seconds
-
-
 def benchmark_cascade(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, settings: Settings,
                       *, stages: int, repeats: int, gradient_row: float, device: torch.device) -> dict:
     """Wall seconds of the runner's cascading test, its rows through the network, and the bound."""
-    n = len(images)
     methods = settings.harness().applicable(model)
-    counts = pass_counts(methods, settings)
     runs = []
     for repeat in range(repeats):
         print(f"cascading test: {stages} stages x {len(methods)} methods ({repeat + 1}/{repeats}) ...", flush=True)
-        (result, rows, method_seconds, parts), seconds = timed(
-            partial(run_cascade, model, images, labels, settings, stages), device)
-        if len(result.stages) != stages:
-            raise RuntimeError(f"the runner explained {len(result.stages)} stages, expected {stages}")
-        runs.append({"seconds": seconds, "rows": rows, "method_seconds": method_seconds, "parts": parts})
-    best = min(runs, key=lambda run: run["seconds"])
-    needed = sum(c["needed"] for c in counts.values())
-    bound = needed * gradient_row * n * stages
-    per_method = {}
-    for name, count in counts.items():
-        runner_seconds = best["method_seconds"].get(name)
-        per_method[name] = {
-            **count,
-            "measured_rows": best["rows"].grad.get(name, 0) / (n * stages),
-            "seconds": runner_seconds,
-            "bound_seconds": count["needed"] * gradient_row * n * stages,
-        }
-    methods_total = sum(best["method_seconds"].values()) if best["method_seconds"] else None
-    return {
-        "images": n,
-        "stages": stages,
-        "stage_names": list(result.stages),
-        "methods": [m.name for m in methods],
-        "method_params": {m.name: settings.method_params.get(m.name, {}) for m in methods},
-        "batch_size": settings.batch_size,
-        "explain": settings.explain,
-        "passes_per_image_per_stage": {
-            "needed": needed,
-            "alone": sum(c["alone"] for c in counts.values()),
-            "measured_rows_with_grad": sum(best["rows"].grad.values()) / (n * stages),
-            "measured_rows_forward_only": best["rows"].forward_only / (n * stages),
-        },
-        "per_method": per_method,
-        "seconds": best["seconds"],
-        "seconds_all": [run["seconds"] for run in runs],
-        "seconds_parts": {
-            "methods": methods_total, **best["parts"],
-            "rest": None if methods_total is None else best["seconds"] - methods_total - sum(best["parts"].values()),
-        },
-        "gradient_seconds_per_row": gradient_row,
-        "bound_seconds": bound,
-        "ratio": best["seconds"] / bound if bound else None,
-    }
+        run = run_cascade(model, images, labels, settings, settings.normalization_for("imagenet"), stages=stages,
+                          device=device)
+        if len(run.result.stages) != stages:
+            raise RuntimeError(f"the runner explained {len(run.result.stages)} stages, expected {stages}")
+        runs.append(run)
+    return cascade_summary(runs, methods, settings, gradient_row)
 
 
 # --------------------------------------------------------------------------- inputs and report
@@ -367,40 +200,11 @@ def format_report(summary: dict) -> str:
     ]
     cascade = summary.get("cascading")
     if cascade:
-        passes = cascade["passes_per_image_per_stage"]
-        lines += [
-            "",
-            f"Cascading test, {cascade['images']} image(s), {cascade['stages']} stages, "
-            f"{len(cascade['methods'])} methods, batch {cascade['batch_size']}:",
-            f"  {'method':<20}{'needed':>8}{'alone':>7}{'rows':>7}{'seconds':>10}{'bound':>9}{'ratio':>7}",
-        ]
-        for name, m in cascade["per_method"].items():
-            seconds = "-" if m["seconds"] is None else f"{m['seconds']:.2f}"
-            ratio = f"{m['seconds'] / m['bound_seconds']:.2f}" if m["seconds"] and m["bound_seconds"] else "-"
-            lines.append(f"  {name:<20}{m['needed']:>8g}{m['alone']:>7g}{m['measured_rows']:>7g}{seconds:>10}"
-                         f"{m['bound_seconds']:>9.2f}{ratio:>7}")
-        parts = cascade["seconds_parts"]
-        split = ", ".join(f"{part} {seconds:.1f}" for part, seconds in parts.items() if seconds is not None)
-        lines += [
-            f"  passes per image and stage: needed {passes['needed']:g}, each method alone {passes['alone']:g}, "
-            f"the runner's rows {passes['measured_rows_with_grad']:g} with autograd + "
-            f"{passes['measured_rows_forward_only']:g} forward only",
-            f"  ours {cascade['seconds']:.1f} s, fastest of {len(cascade['seconds_all'])} ({split} s)",
-            f"  bound {cascade['bound_seconds']:.1f} s = {passes['needed']:g} x "
-            f"{cascade['gradient_seconds_per_row']:.4f} s x {cascade['images']} x {cascade['stages']}; "
-            f"ours / bound {cascade['ratio']:.2f}",
-        ]
+        lines += ["", *format_cascade(cascade)]
     return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- main
-
-
-def _batch_sizes(text: str) -> tuple[int, ...]:
-    sizes = tuple(int(part) for part in text.split(",") if part.strip())
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"positive comma-separated integers expected, got {text!r}")
-    return sizes
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -413,7 +217,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=50, help="IG steps (default: %(default)s)")
     parser.add_argument("--rule", choices=sorted(CAPTUM_RULE), default="right",
                         help="Riemann rule of both IGs (default: %(default)s, the method's default)")
-    parser.add_argument("--batch-sizes", type=_batch_sizes, default=DEFAULT_BATCH_SIZES,
+    parser.add_argument("--batch-sizes", type=batch_sizes_arg, default=DEFAULT_BATCH_SIZES,
                         help="comma-separated rows per pass swept on every side (default: 5,10,25,50)")
     parser.add_argument("--repeats", type=int, default=2,
                         help="timed runs per side and batch size (IG) and of the cascading test; the fastest is "

@@ -1,15 +1,23 @@
-"""Cascading randomization: this project's runner against Quantus' MPRT driving Captum.
+"""Cascading randomization: this project's runner against its pass bound and Quantus' MPRT driving Captum.
 
-Both sides do the same work on the same trained model and images: explain the true label of
-the first ``--n-images`` test images with the same methods at the original model and after
-re-initializing the blocks logits, fc, conv2, conv1 cumulatively (top down), and compare each
-map with the original one by the Spearman rank correlation of the absolute maps. The randomized
-weights come from different random draws, so the two sides agree statistically, not exactly:
-the report gives, per (method, stage), the mean similarity of each side and their difference,
-their correlation across cells, each side's wall time (after one warm-up run) and the images
-each side sends through the network. See benchmarks/README.md.
+All three sides measure the same work on the same trained model and images: explain the true
+label of the first ``--n-images`` test images with the same methods (default: the gradient,
+gradient x input, IG 50 steps, SmoothGrad 50 samples, guided backprop, Grad-CAM and Guided
+Grad-CAM) at the original model and after re-initializing the blocks logits, fc, conv2, conv1
+cumulatively (top down), and compare each map with the original one.
 
-Run ``python benchmarks/mprt_vs_quantus.py --help``.
+- **ours**: the runner's own loop (stage models, predictions, the harness's methods with their
+  shared work, all four similarity metrics);
+- **bound**: the input-gradient passes these methods need (``cascade.pass_counts``) times the
+  best seconds per row of a plain batched gradient, measured in the same run over a sweep of
+  batch sizes;
+- **Quantus**: ``quantus.MPRT(layer_order="top_down")`` with an ``explain_func`` that calls Captum.
+
+The randomized weights come from different random draws, so ours and Quantus' agree
+statistically, not exactly: the report gives, per (method, stage), the mean Spearman similarity
+of the absolute maps on both sides and their difference. The sides alternate within each
+repeat (the CPU is shared) and the fastest run of each is reported, with the load average. See
+benchmarks/README.md. Run ``python benchmarks/mprt_vs_quantus.py --help``.
 """
 
 from __future__ import annotations
@@ -21,26 +29,31 @@ import math
 import os
 import sys
 import tempfile
-import time
 import warnings
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from captum.attr import GuidedBackprop, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
+from captum.attr import (
+    GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients, LayerAttribution, LayerGradCam, NoiseTunnel,
+    Saliency,
+)
 from torch import nn
 
+from cascade import (
+    CascadeRun, Rows, batch_sizes_arg, cascade_summary, counting_rows, format_cascade, gradient_row_seconds,
+    run_cascade, timed,
+)
 from saliency_sanity.config import resolve_config
 from saliency_sanity.contracts import ORIGINAL_STAGE as ORIGINAL
-from saliency_sanity.harness import Harness
-from saliency_sanity.data import MIRROR_ENV, Examples, fetch_dataset, load_split
+from saliency_sanity.data import MIRROR_ENV, fetch_dataset, load_split
+from saliency_sanity.methods import get_method
 from saliency_sanity.models import SanityModel, load_checkpoint, read_record
-from saliency_sanity.randomization import ModeInputs, Settings, mode_spec, run_stages
+from saliency_sanity.randomization import Settings
 from saliency_sanity.randomization.runner import similarity_table
 from saliency_sanity.runtime import library_versions, resolve_device
 from saliency_sanity.training import train_model
@@ -55,6 +68,7 @@ QUANTUS_INITS = ("model", "torch")
 QUICK_STEPS = 200
 QUICK_BATCH = 50
 WARMUP_IMAGES = 2
+BOUND_BATCH_SIZES = (64, 128, 256, 512, 1024)
 
 
 # --------------------------------------------------------------------------- the Captum side
@@ -68,6 +82,7 @@ class CaptumSettings:
     smoothgrad_samples: int
     smoothgrad_stdev: float  # absolute: noise_level x (max - min) of the input range
     batch_size: int
+    gradcam_layer: str | None = None  # the name, in the model Quantus is given, of the Grad-CAM layer
 
 
 def _captum_gradient(model: nn.Module, x: torch.Tensor, t: torch.Tensor, s: CaptumSettings) -> torch.Tensor:
@@ -96,6 +111,15 @@ def _captum_guided_backprop(model: nn.Module, x: torch.Tensor, t: torch.Tensor, 
     return GuidedBackprop(model).attribute(x, target=t)
 
 
+def _captum_gradcam(model: nn.Module, x: torch.Tensor, t: torch.Tensor, s: CaptumSettings) -> torch.Tensor:
+    cam = LayerGradCam(model, getattr(model, s.gradcam_layer)).attribute(x, target=t, relu_attributions=True)
+    return LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear").expand_as(x)
+
+
+def _captum_guided_gradcam(model: nn.Module, x: torch.Tensor, t: torch.Tensor, s: CaptumSettings) -> torch.Tensor:
+    return GuidedGradCam(model, getattr(model, s.gradcam_layer)).attribute(x, target=t, interpolate_mode="bilinear")
+
+
 # The project's method name -> the Captum call that computes the same map.
 CAPTUM_METHODS: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor, CaptumSettings], torch.Tensor]] = {
     "gradient": _captum_gradient,
@@ -103,6 +127,8 @@ CAPTUM_METHODS: dict[str, Callable[[nn.Module, torch.Tensor, torch.Tensor, Captu
     "integrated_gradients": _captum_integrated_gradients,
     "smoothgrad": _captum_smoothgrad,
     "guided_backprop": _captum_guided_backprop,
+    "gradcam": _captum_gradcam,
+    "guided_gradcam": _captum_guided_gradcam,
 }
 
 
@@ -197,35 +223,37 @@ def run_quantus(
 # --------------------------------------------------------------------------- the project side
 
 
-def project_config(methods: Sequence[str], n_images: int, seed: int, batch_size: int) -> dict:
-    """The default preset, explaining the true label (as Quantus does), with only ``methods``."""
-    config = resolve_config(
-        "default",
-        {"seed": seed, "randomization": {"n_images": n_images, "batch_size": batch_size, "explain": "true_label"}},
-        workflow_dir=WORKFLOW_DIR,
-    )
+def project_config(methods: Sequence[str], n_images: int, seed: int, batch_size: int | None) -> dict:
+    """The default preset, explaining the true label (as Quantus does), with only ``methods``.
+
+    ``batch_size`` None keeps the preset's ``randomization.batch_size``.
+    """
+    randomization = {"n_images": n_images, "explain": "true_label"}
+    if batch_size is not None:
+        randomization["batch_size"] = batch_size
+    config = resolve_config("default", {"seed": seed, "randomization": randomization}, workflow_dir=WORKFLOW_DIR)
     config["methods"] = {name: config["methods"].get(name) or {} for name in methods}
     return config
 
 
 def run_project(
-    model: SanityModel, images: torch.Tensor, labels: torch.Tensor, methods: Sequence[str], config: dict
-) -> pd.DataFrame:
-    """This project's cascading test through the harness; one row per (method, stage, image) of ``spearman_abs``.
+    model: SanityModel, images: torch.Tensor, labels: torch.Tensor, methods: Sequence[str], config: dict,
+    device: torch.device,
+) -> tuple[pd.DataFrame, CascadeRun]:
+    """This project's cascading test through the runner's loop, timed and counted.
 
-    The runner's own loop (:func:`run_stages`) on images already in memory, without writing files.
+    Returns one row per (method, stage, image) of ``spearman_abs``, and the run (its seconds cover the
+    stage models, predictions, methods and all four similarity metrics, as the workflow runs them).
     """
     settings = Settings.from_config(config)
-    harness = Harness(settings.method_params, methods=methods, seed=settings.seed, batch_size=settings.batch_size)
-    stages = mode_spec("cascading").stages(model, ModeInputs(seed=settings.seed))
-    result = run_stages(stages, harness, harness.applicable(model), Examples(images, labels), settings,
-                        settings.normalization_for("mnist"))
-    table = similarity_table(result, np.arange(len(images)), {"dataset": "mnist", "model": "cnn", "mode": "cascading"})
+    run = run_cascade(model, images, labels, settings, settings.normalization_for("mnist"), methods=methods,
+                      device=device)
+    table = similarity_table(run.result, np.arange(len(images)), {"dataset": "mnist", "model": "cnn", "mode": "cascading"})
     table = table[table.metric == METRIC]
-    return table[["method", "stage", "image", "value"]].reset_index(drop=True)
+    return table[["method", "stage", "image", "value"]].reset_index(drop=True), run
 
 
-def captum_settings(config: dict, images: torch.Tensor) -> CaptumSettings:
+def captum_settings(config: dict, images: torch.Tensor, gradcam_layer: str | None = None) -> CaptumSettings:
     """Captum's parameters from the project's method settings; SmoothGrad's sigma made absolute."""
     methods = config["methods"]
     ig = methods.get("integrated_gradients") or {}
@@ -236,52 +264,15 @@ def captum_settings(config: dict, images: torch.Tensor) -> CaptumSettings:
         smoothgrad_samples=int(sg.get("n_samples", 50)),
         smoothgrad_stdev=float(sg.get("noise_level", 0.15)) * span,
         batch_size=int(config["randomization"]["batch_size"]),
+        gradcam_layer=gradcam_layer,
     )
 
 
-# --------------------------------------------------------------------------- measuring
-
-
-@dataclass
-class Work:
-    """Images (rows) sent through the network: with autograd (each then backpropagated) and without."""
-
-    grad_rows: int = 0
-    nograd_rows: int = 0
-
-
-@contextmanager
-def counting_forwards(image_shape: tuple[int, ...]) -> Iterator[Work]:
-    """Count rows entering the input layer: a leaf module called on image-shaped input.
-
-    A global forward hook, so it sees every copy of the model that either side makes.
-    """
-    work = Work()
-
-    def hook(module: nn.Module, args: tuple, output: Any) -> None:
-        if next(module.children(), None) is None and args and isinstance(args[0], torch.Tensor):
-            if tuple(args[0].shape[1:]) == image_shape:
-                if torch.is_grad_enabled():
-                    work.grad_rows += args[0].shape[0]
-                else:
-                    work.nograd_rows += args[0].shape[0]
-
-    handle = nn.modules.module.register_module_forward_hook(hook)
-    try:
-        yield work
-    finally:
-        handle.remove()
-
-
-def timed(fn: Callable[[], pd.DataFrame], device: torch.device) -> tuple[pd.DataFrame, float]:
-    """``fn()`` and its wall seconds (the device synchronized at both ends)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    result = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return result, time.perf_counter() - start
+def gradcam_layer_name(model: SanityModel) -> str | None:
+    """The name of the model's Grad-CAM layer among its children (the layers Quantus' Sequential holds)."""
+    if model.gradcam_layer is None:
+        return None
+    return next(name for name, child in model.named_children() if child is model.gradcam_layer)
 
 
 # --------------------------------------------------------------------------- agreement
@@ -372,6 +363,7 @@ def format_report(cells: pd.DataFrame, summary: dict) -> str:
             f"{row.quantus_mean:>8.3f} ±{row.quantus_se:>6.3f}{row.diff:>+8.3f}{z:>7}{nan}"
         )
     agree, walls, work = summary["agreement"], summary["wall_seconds"], summary["forwards_per_image"]
+    ratios = summary["ratios"]
     run = summary["settings"]
     lines += [
         "",
@@ -379,12 +371,15 @@ def format_report(cells: pd.DataFrame, summary: dict) -> str:
         f"Spearman r {agree['spearman_r']:.3f}, mean |diff| {agree['mean_abs_diff']:.3f}, "
         f"max |diff| {agree['max_abs_diff']:.3f}, |z| > 2 in {agree['cells_abs_z_over_2']} cells",
         f"wall time, fastest of {run['repeats']} ({run['n_images']} images, {run['threads']} threads, "
-        f"{run['device']}): ours {walls['ours']:.2f} s, quantus {walls['quantus']:.2f} s "
-        f"(quantus / ours = {walls['quantus'] / walls['ours']:.2f}); 1-min load average "
+        f"{run['device']}, batch {run['batch_size']}): bound {walls['bound']:.2f} s, ours {walls['ours']:.2f} s, "
+        f"quantus {walls['quantus']:.2f} s; ours / bound {ratios['ours_over_bound']:.2f}, "
+        f"quantus / ours {ratios['quantus_over_ours']:.2f}; 1-min load average "
         f"{run['load_average_1min']['before']:.1f} before, {run['load_average_1min']['after']:.1f} after",
         f"images through the network per explained image: ours {work['ours']['grad_rows']:g} with backward "
         f"+ {work['ours']['nograd_rows']:g} forward only; quantus {work['quantus']['grad_rows']:g} with backward "
         f"+ {work['quantus']['nograd_rows']:g} forward only",
+        "",
+        *format_cascade(summary["cascading"]),
     ]
     return "\n".join(lines)
 
@@ -410,15 +405,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="checkpoint (.pt with its .json record) (default: %(default)s)")
     parser.add_argument("--train-quick", action="store_true",
                         help=f"train a MNIST CNN for {QUICK_STEPS} steps into a temporary folder and use it")
-    parser.add_argument("--n-images", type=int, default=20, help="first N test images (default: %(default)s)")
+    parser.add_argument("--n-images", type=int, default=100, help="first N test images (default: %(default)s)")
     parser.add_argument("--methods", default=",".join(CAPTUM_METHODS),
                         help="comma-separated methods, from: %(default)s")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch threads (default: %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="randomization seed of both sides (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=512,
-                        help="rows per forward/backward pass on both sides (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="rows per forward/backward pass on both sides (default: the default preset's "
+                             "randomization.batch_size)")
+    parser.add_argument("--bound-batch-sizes", type=batch_sizes_arg, default=BOUND_BATCH_SIZES,
+                        help="batch sizes the gradient bound sweeps; its best seconds per row is the bound's "
+                             "(default: %s)" % ",".join(map(str, BOUND_BATCH_SIZES)))
+    parser.add_argument("--bound-rows", type=int, default=2048,
+                        help="rows timed per batch size of the bound's sweep (default: %(default)s)")
     parser.add_argument("--repeats", type=int, default=1,
                         help="timed runs per side, alternating; the fastest is reported (default: %(default)s)")
     parser.add_argument("--quantus-init", choices=QUANTUS_INITS, default="model",
@@ -436,13 +437,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--methods: unknown {unknown}; choose from {', '.join(CAPTUM_METHODS)}")
     if args.n_images < 2:
         parser.error("--n-images must be at least 2 (a standard error needs two images)")
-    if min(args.threads, args.batch_size, args.repeats) < 1:
-        parser.error("--threads, --batch-size and --repeats must be positive")
+    if min(args.threads, args.batch_size or 1, args.repeats, args.bound_rows) < 1:
+        parser.error("--threads, --batch-size, --repeats and --bound-rows must be positive")
     return args
 
 
 def benchmark(args: argparse.Namespace, model_path: Path) -> dict:
-    """Warm up and time both sides, count their work; returns the summary with cells and per-image values."""
+    """Warm up, then time the three sides alternately: the gradient bound, ours and Quantus + Captum.
+
+    Returns the summary with the cells and per-image values.
+    """
     record = read_record(model_path)
     device = resolve_device(args.device)
     model = load_checkpoint(model_path, device)
@@ -450,28 +454,42 @@ def benchmark(args: argparse.Namespace, model_path: Path) -> dict:
     images, labels = test_images(record["dataset"], args.data_dir, args.n_images)
     images, labels = images.to(device), labels.to(device)
     view = quantus_view(model, images[:1], args.quantus_init)
-    settings = captum_settings(project_config(args.methods, args.n_images, args.seed, args.batch_size), images)
+    config = project_config(args.methods, args.n_images, args.seed, args.batch_size)
+    settings = captum_settings(config, images, gradcam_layer_name(model))
+    shape = tuple(images.shape[1:])
 
-    def sides(n: int) -> dict[str, Callable[[], pd.DataFrame]]:
-        config = project_config(args.methods, n, args.seed, args.batch_size)
+    def sides(n: int) -> dict[str, Callable[[], Any]]:
+        config_n = project_config(args.methods, n, args.seed, args.batch_size)
         return {
-            "ours": lambda: run_project(model, images[:n], labels[:n], args.methods, config),
+            "ours": lambda: run_project(model, images[:n], labels[:n], args.methods, config_n, device),
             "quantus": lambda: run_quantus(view, images[:n], labels[:n], args.methods, settings, seed=args.seed),
         }
 
-    work: dict[str, dict[str, float]] = {}
+    work: dict[str, Rows] = {}
     for side, run in sides(WARMUP_IMAGES).items():  # warm-up, also counting the work per image
-        with counting_forwards(tuple(images.shape[1:])) as count:
+        with counting_rows(shape) as work[side]:
             run()
-        work[side] = {key: value / WARMUP_IMAGES for key, value in asdict(count).items()}
     tables: dict[str, pd.DataFrame] = {}
-    times: dict[str, list[float]] = {"ours": [], "quantus": []}
+    runs: list[CascadeRun] = []
+    times: dict[str, list[float]] = {"bound": [], "ours": [], "quantus": []}
+    row_seconds: list[dict[int, float]] = []
     load_before = os.getloadavg()[0]  # the CPU is shared: record how busy it was
-    for repeat in range(args.repeats):  # the sides alternate, so both see the same load on a shared CPU
-        for side, run in sides(args.n_images).items():
-            print(f"timing {side} ({repeat + 1}/{args.repeats}) ...", flush=True)
-            tables[side], seconds = timed(run, device)
-            times[side].append(seconds)
+    for repeat in range(args.repeats):  # the sides alternate, so all see the same load on a shared CPU
+        print(f"timing the gradient bound ({repeat + 1}/{args.repeats}) ...", flush=True)
+        row_seconds.append(gradient_row_seconds(model, images, labels, args.bound_batch_sizes, device,
+                                                rows=args.bound_rows))
+        print(f"timing ours ({repeat + 1}/{args.repeats}) ...", flush=True)
+        tables["ours"], run = sides(args.n_images)["ours"]()
+        runs.append(run)
+        times["ours"].append(run.seconds)
+        print(f"timing quantus ({repeat + 1}/{args.repeats}) ...", flush=True)
+        tables["quantus"], seconds = timed(sides(args.n_images)["quantus"], device)
+        times["quantus"].append(seconds)
+    gradient_row, bound_batch = min((seconds, b) for sweep in row_seconds for b, seconds in sweep.items())
+    cascade = cascade_summary(runs, [get_method(name) for name in args.methods], Settings.from_config(config),
+                              gradient_row)
+    times["bound"] = [cascade["bound_seconds"] * min(sweep.values()) / gradient_row for sweep in row_seconds]
+    walls = {side: min(values) for side, values in times.items()}
     cells = cell_table(tables["ours"], tables["quantus"], args.methods, stages)
     per_image = pd.concat([tables[side].assign(side=side) for side in ("ours", "quantus")])
     summary = {
@@ -479,14 +497,24 @@ def benchmark(args: argparse.Namespace, model_path: Path) -> dict:
             "model": str(model_path), "dataset": record["dataset"], "arch": record["arch"],
             "test_acc": record.get("test_acc"), "n_images": args.n_images, "methods": args.methods,
             "stages": stages, "explained": "true label", "metric": f"{METRIC} (Quantus: correlation_spearman, abs)",
-            "seed": args.seed, "threads": args.threads, "device": str(device), "batch_size": args.batch_size,
+            "seed": args.seed, "threads": args.threads, "device": str(device), "batch_size": settings.batch_size,
             "quantus_init": args.quantus_init, "repeats": args.repeats, "captum": asdict(settings),
+            "bound_batch_sizes": list(args.bound_batch_sizes), "bound_rows": args.bound_rows,
             "load_average_1min": {"before": load_before, "after": os.getloadavg()[0]},
             "versions": {**library_versions(), "quantus": _quantus_version()},
         },
-        "wall_seconds": {side: min(values) for side, values in times.items()},
+        "wall_seconds": walls,
         "wall_seconds_all": times,
-        "forwards_per_image": work,
+        "ratios": {"ours_over_bound": walls["ours"] / walls["bound"],
+                   "quantus_over_ours": walls["quantus"] / walls["ours"],
+                   "quantus_over_bound": walls["quantus"] / walls["bound"]},
+        "gradient_seconds_per_row": {"best": gradient_row, "batch_size": bound_batch,
+                                     "by_batch_size": {str(b): [sweep[b] for sweep in row_seconds]
+                                                       for b in args.bound_batch_sizes}},
+        "forwards_per_image": {side: {"grad_rows": rows.grad_total / WARMUP_IMAGES,
+                                      "nograd_rows": rows.forward_only / WARMUP_IMAGES}
+                               for side, rows in work.items()},
+        "cascading": cascade,
         "agreement": agreement(cells),
     }
     return {"summary": summary, "cells": cells, "per_image": per_image[["side", "method", "stage", "image", "value"]]}

@@ -27,14 +27,17 @@ except ImportError:  # the optional extra "bench"
     quantus = None
 needs_quantus = pytest.mark.skipif(quantus is None, reason="Quantus is not installed (pip install -e '.[bench]')")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mprt_vs_quantus.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "mprt_vs_quantus.py"
 STAGES = ["original", "logits", "fc", "conv2", "conv1"]
 
 WORKFLOW_DIR = Path(__file__).resolve().parents[1] / "workflow"
 
 
 def _load_script(path: Path = SCRIPT):
-    """A benchmark script imported as a module named after its file."""
+    """A benchmark script imported as a module named after its file, as Python runs it (its folder on sys.path)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -43,6 +46,7 @@ def _load_script(path: Path = SCRIPT):
 
 
 bench = _load_script()
+cascade = sys.modules["cascade"]  # benchmarks/cascade.py, which the scripts import
 
 
 @pytest.fixture(scope="module")
@@ -86,12 +90,22 @@ def test_torch_init_keeps_pytorch_default_initializers(cnn, inputs):
     assert name == "logits" and randomized.logits.bias.abs().max() <= bound
 
 
-@pytest.mark.parametrize("method", ["gradient", "gradient_x_input", "integrated_gradients", "guided_backprop"])
+@pytest.mark.parametrize("method", ["gradient", "gradient_x_input", "integrated_gradients", "guided_backprop",
+                                    "gradcam", "guided_gradcam"])
 def test_captum_side_computes_the_same_maps_as_ours(cnn, inputs, method):
     x, t = inputs
-    settings = bench.CaptumSettings(ig_steps=50, smoothgrad_samples=50, smoothgrad_stdev=0.15, batch_size=64)
-    theirs = bench.captum_explain(cnn, x.numpy(), t.numpy(), method=method, settings=settings)
+    view = bench.quantus_view(cnn, x[:1])  # what Quantus hands Captum
+    settings = bench.CaptumSettings(ig_steps=50, smoothgrad_samples=50, smoothgrad_stdev=0.15, batch_size=64,
+                                    gradcam_layer=bench.gradcam_layer_name(cnn))
+    if "gradcam" in method:  # an untrained CNN's Grad-CAM is zero for some classes: explain one where it is not
+        cams = torch.stack([get_method("gradcam")(cnn, x, torch.full_like(t, c)).flatten(1).amax(1) for c in range(10)])
+        t = cams.argmax(dim=0)
+        assert (cams.amax(dim=0) > 0).all()
+    theirs = bench.captum_explain(view, x.numpy(), t.numpy(), method=method, settings=settings)
     ours = get_method(method)(cnn, x, t).numpy()
+    if "gradcam" in method:  # ours divides Grad-CAM by its maximum per image (ranks unchanged)
+        peak = np.abs(bench.captum_explain(view, x.numpy(), t.numpy(), method="gradcam", settings=settings))
+        theirs = theirs / peak.reshape(len(x), -1).max(axis=1).reshape(-1, 1, 1, 1)
     np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-6 * np.abs(ours).max())
 
 
@@ -112,9 +126,9 @@ def test_both_sides_run_the_same_stages_and_count_their_work(cnn, inputs, tmp_pa
     config = bench.project_config(methods, len(x), 0, 64)
     settings = bench.captum_settings(config, x)
     view = bench.quantus_view(cnn, x[:1])
-    with bench.counting_forwards((1, 28, 28)) as ours_work:
-        ours = bench.run_project(cnn, x, t, methods, config)
-    with bench.counting_forwards((1, 28, 28)) as quantus_work:
+    ours, run = bench.run_project(cnn, x, t, methods, config, torch.device("cpu"))
+    ours_work = run.rows
+    with cascade.counting_rows((1, 28, 28)) as quantus_work:
         theirs = bench.run_quantus(view, x, t, methods, settings, seed=0)
     for table in (ours, theirs):
         assert len(table) == len(methods) * len(STAGES) * len(x)
@@ -122,8 +136,10 @@ def test_both_sides_run_the_same_stages_and_count_their_work(cnn, inputs, tmp_pa
         assert table.value.between(-1, 1).all()
         assert np.allclose(table[table.stage == "original"].value, 1.0)  # deterministic methods
     # per image: ours 5 stages x (1 prediction + 1 map per method); Quantus (1 + 5 stages) x 1 map per method
-    assert (ours_work.grad_rows, ours_work.nograd_rows) == (len(x) * 5 * 2, len(x) * 5)
-    assert (quantus_work.grad_rows, quantus_work.nograd_rows) == (len(x) * 6 * 2, 0)
+    assert (ours_work.grad_total, ours_work.forward_only) == (len(x) * 5 * 2, len(x) * 5)
+    assert ours_work.grad == {name: len(x) * 5 for name in methods}
+    assert (quantus_work.grad_total, quantus_work.forward_only) == (len(x) * 6 * 2, 0)
+    assert run.seconds >= sum(run.method_seconds.values()) + sum(run.parts.values())
     cells = bench.cell_table(ours, theirs, methods, STAGES)
     assert cells[["method", "stage"]].values.tolist() == [[m, s] for m in methods for s in STAGES]
     assert bench.agreement(cells)["cells"] == len(methods) * (len(STAGES) - 1)
@@ -146,7 +162,7 @@ def test_cell_table_and_agreement_by_hand():
 
 def test_cli_rejects_a_method_captum_is_not_wired_for():
     with pytest.raises(SystemExit):
-        bench.parse_args(["--methods", "gradient,gradcam"])
+        bench.parse_args(["--methods", "gradient,deconvnet"])
     assert bench.parse_args(["--methods", "gradient, smoothgrad"]).methods == ["gradient", "smoothgrad"]
 
 
@@ -197,7 +213,7 @@ def test_inception_speed_counts_passes_from_the_method_params():
     settings = Settings.from_config(config)
     names = ["gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "smoothgrad_squared", "vargrad",
              "ig_smoothgrad", "guided_backprop", "gradcam", "guided_gradcam", "deeplift_rescale", "canny"]
-    counts = speed.pass_counts([get_method(n) for n in names], settings)
+    counts = cascade.pass_counts([get_method(n) for n in names], settings)
     params = settings.method_params
     sg = params["smoothgrad"]["n_samples"]
     assert counts["integrated_gradients"]["needed"] == params["integrated_gradients"]["steps"]

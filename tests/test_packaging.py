@@ -63,6 +63,24 @@ def test_bad_config_value_names_the_key():
         resolve_config("smoke", {"device": "gpu"}, workflow_dir=WORKFLOW_DIR)
 
 
+@pytest.mark.parametrize("overrides, key", [
+    ({"methods": {"gradiant": {}}}, "methods.gradiant"),
+    ({"methods": {"integrated_gradients": {"step": 5}}}, "methods.integrated_gradients"),
+    ({"models": [{"dataset": "cifar", "arch": "cnn"}]}, r"models\[0\].dataset"),
+    ({"models": [{"dataset": "mnist", "arch": "inception_v3"}]}, r"models\[0\].arch"),
+    ({"randomization": {"modes": ["cascading", "sideways"]}}, "randomization.modes"),
+    ({"imagenet": {"modes": ["labels"]}}, "imagenet.modes"),
+])
+def test_names_the_schema_cannot_know_are_checked_against_the_registries(overrides, key):
+    from saliency_sanity.names import check_names
+
+    config = resolve_config("default", workflow_dir=WORKFLOW_DIR)
+    check_names(config)  # the preset itself is fine
+    config = resolve_config("default", overrides, workflow_dir=WORKFLOW_DIR)
+    with pytest.raises(ValueError, match=key):  # ConfigError and the registries' UnknownNameError are ValueErrors
+        check_names(config)
+
+
 def test_overrides_win_over_the_preset():
     config = resolve_config("smoke", {"seed": 7, "randomization": {"n_images": 2}}, workflow_dir=WORKFLOW_DIR)
     assert config["seed"] == 7 and config["randomization"]["n_images"] == 2

@@ -129,9 +129,11 @@ def cmd_config(args: argparse.Namespace) -> None:
     import yaml
 
     from saliency_sanity.config import find_workflow_dir, resolve_config
+    from saliency_sanity.names import check_names
 
-    workflow_dir = args.workflow_dir or find_workflow_dir()
-    print(yaml.safe_dump(resolve_config(args.preset, workflow_dir=workflow_dir), sort_keys=False), end="")
+    config = resolve_config(args.preset, workflow_dir=args.workflow_dir or find_workflow_dir())
+    check_names(config)
+    print(yaml.safe_dump(config, sort_keys=False), end="")
 
 
 def build_parser() -> argparse.ArgumentParser:

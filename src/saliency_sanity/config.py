@@ -8,7 +8,9 @@ source tree, so a non-editable install works.
 
 Checks beyond the schema use one dialect: :func:`config_value` to read a key, and the checks
 :func:`positive_int`, :func:`non_negative_int`, :func:`positive_float` and :func:`one_of`, each
-raising :class:`ConfigError` that names the config key.
+raising :class:`ConfigError` that names the config key. Names the schema cannot know (datasets,
+architectures, modes, methods) are checked against the registries by
+:func:`saliency_sanity.names.check_names`.
 
 :func:`randomize_settings` picks the sections one randomization job reads (for the ImageNet
 models, the ``imagenet`` section's values in their place), so a job reruns when, and only when,
@@ -106,7 +108,6 @@ def resolve_config(
     config = deep_merge(config, overrides)
     config["preset"] = preset
     validate_config(config, workflow_dir)
-    check_names(config)
     return config
 
 
@@ -121,32 +122,6 @@ def validate_config(config: dict, workflow_dir: Path) -> None:
             for err in errors
         ]
         raise ConfigError("invalid config:\n" + "\n".join(lines))
-
-
-def check_names(config: Mapping[str, Any]) -> None:
-    """Names the schema cannot know, checked against the registries before any job runs: the models'
-    datasets and architectures, the randomization modes, and every method's name and parameters
-    (a misspelled method fails here, not after training)."""
-    from saliency_sanity.data import DATASETS
-    from saliency_sanity.harness import Harness  # the registries: imported only when a config is checked
-    from saliency_sanity.models import MODELS
-    from saliency_sanity.randomization.modes import MODES
-
-    for index, entry in enumerate(config.get("models") or []):
-        DATASETS.get_entry(entry["dataset"], f"models[{index}].dataset")
-        if "trained" not in MODELS.get_entry(entry["arch"], f"models[{index}].arch").weights:
-            raise ConfigError(f"config key models[{index}].arch is {entry['arch']!r}, which is not trained by the "
-                              "workflow (its weights come from a published checkpoint)")
-    sections = [("randomization.modes", "mnist")]
-    imagenet = config.get("imagenet") or {}
-    if imagenet.get("enabled"):
-        sections.append(("imagenet.modes", "imagenet"))
-    for key, dataset in sections:
-        for mode in config_value(config, key):
-            if MODES.get_entry(mode, key).needs and dataset == "imagenet":
-                raise ConfigError(f"config key {key} lists {mode!r}, which needs {list(MODES[mode].needs)}; "
-                                  "the ImageNet models have none")
-        Harness(randomize_settings(config, dataset)["methods"])
 
 
 def check_runnable(config: Mapping[str, Any]) -> None:
