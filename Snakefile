@@ -10,12 +10,14 @@ from snakemake.utils import min_version, validate
 min_version("8.0")
 
 from saliency_sanity.config import check_runnable, resolve_config, typed_overrides
-from saliency_sanity.names import check_names
 
 _resolved = resolve_config(overrides=typed_overrides(dict(config)), workflow_dir=Path(workflow.basedir) / "workflow")
 config.clear()
 config.update(_resolved)
 validate(config, "workflow/schemas/config.schema.yaml")
+
+from saliency_sanity.names import check_names  # after the schema: a bad value fails before torch is imported
+
 check_names(config)
 check_runnable(config)
 

@@ -39,7 +39,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from saliency_sanity import batched_skimage
 from saliency_sanity.contracts import NORMALIZATIONS
@@ -127,6 +126,8 @@ class Ranks:
 
     @classmethod
     def of(cls, values: np.ndarray) -> Ranks:
+        from scipy.stats import rankdata  # here, not at the top: scipy.stats costs 1 s, and planning the DAG imports this module
+
         ranks = rankdata(values.reshape(len(values), -1), axis=1)
         centred = ranks - ranks.mean(axis=1, keepdims=True)
         norm = np.linalg.norm(centred, axis=1)
