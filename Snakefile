@@ -15,11 +15,11 @@ _resolved = resolve_config(overrides=typed_overrides(dict(config)), workflow_dir
 config.clear()
 config.update(_resolved)
 validate(config, "workflow/schemas/config.schema.yaml")
+check_runnable(config)
 
-from saliency_sanity.names import check_names  # after the schema: a bad value fails before torch is imported
+from saliency_sanity.names import check_names  # after the cheap checks: a bad value fails before torch is imported
 
 check_names(config)
-check_runnable(config)
 
 
 include: "workflow/rules/common.smk"
