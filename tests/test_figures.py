@@ -142,13 +142,17 @@ def test_pdf_embeds_truetype_fonts(made):
     assert b"/FontFile2" in data and b"/Type3" not in data  # pdf.fonttype 42: embedded TrueType
 
 
-def test_caption_reads_facts_off_the_data(made):
+def test_caption_reads_facts_off_the_data(made, inputs):
     def text(name):
         return json.loads(made[1][name][2].read_text())["caption"]
 
     assert f"Mean over {N_IMAGES} test images" in text("similarity_independent")
     assert "Test image 0 (label 3)" in text("cascading_grid")
     assert "predicted class" in text("cascading_grid")  # the runner's targets equal its predictions
+    archive = np.load(inputs["cascading_maps"])
+    correct = int((archive["predictions"][0] == archive["labels"]).sum())
+    for name in ("methods_vs_edges", "cascading_grid", "similarity_cascading"):
+        assert f"predicts the label of {correct} of {N_IMAGES} images" in text(name), name
 
 
 def test_index_lists_every_figure_made_with_caption_preset_commit(made, tmp_path):
@@ -182,7 +186,8 @@ def test_malformed_inputs_are_rejected(inputs, tmp_path):
     csv = tmp_path / "bad.csv"
     pd.read_csv(inputs["cascading_csv"]).drop(columns="metric").to_csv(csv, index=False)
     with pytest.raises(FigureInputError, match="missing column.*metric"):
-        make_figure("similarity_cascading", MODEL, {"cascading_csv": csv}, tmp_path, preset="smoke")
+        make_figure("similarity_cascading", MODEL, {"cascading_csv": csv, "cascading_maps": inputs["cascading_maps"]},
+                    tmp_path, preset="smoke")
     npz = tmp_path / "bad.npz"
     arrays = dict(np.load(inputs["cascading_maps"]))
     np.savez(npz, **dict(arrays, maps_signed=arrays["maps_signed"][:, :2]))

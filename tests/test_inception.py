@@ -220,9 +220,9 @@ def test_no_weights_and_no_network_names_the_url_the_path_and_the_config_key(tmp
     with pytest.raises(WeightsError) as err:
         fetch_weights("torchvision", tmp_path, retries=1)
     message = str(err.value)
-    assert WEIGHTS_URL in message and "imagenet.weights" in message
+    assert WEIGHTS_URL in message and "imagenet.models.inception_v3.weights" in message
     assert str(tmp_path / "imagenet" / "weights" / WEIGHTS_FILE) in message
-    with pytest.raises(WeightsError, match="imagenet.weights"):
+    with pytest.raises(WeightsError, match="imagenet.models.inception_v3.weights"):
         fetch_weights(str(tmp_path / "missing.pth"), tmp_path)
 
 
@@ -236,3 +236,24 @@ def test_random_weights_are_seeded_and_survive_a_checkpoint(tmp_path, x):
     assert isinstance(loaded, InceptionV3) and not loaded.training
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), a(x), rtol=0, atol=0)
+
+
+def test_auto_weights_are_torchvisions_when_in_place_else_the_model_is_left_out(tmp_path, monkeypatch):
+    from saliency_sanity.models.published import imagenet_runs
+
+    monkeypatch.setattr(inception, "reachable", lambda url, timeout=5: False)  # offline
+    monkeypatch.delenv(data_module.MIRROR_ENV, raising=False)
+    section = {"enabled": True, "models": {"efficientnet_lite0": {"weights": "package"},
+                                           "inception_v3": {"weights": "auto", "weights_sha256": None}}}
+    runs = imagenet_runs(section, tmp_path / "data")
+    assert list(runs.models) == ["efficientnet_lite0"]
+    assert "imagenet.models.inception_v3.weights" in runs.left_out["inception_v3"]
+    mirrored = tmp_path / "mirror" / "imagenet" / "weights" / WEIGHTS_FILE
+    mirrored.parent.mkdir(parents=True)
+    mirrored.write_bytes(b"")
+    assert imagenet_runs(section, tmp_path / "data", tmp_path / "mirror").models["inception_v3"]["weights"] == "torchvision"
+    monkeypatch.setattr(inception, "reachable", lambda url, timeout=5: url == WEIGHTS_URL)  # online
+    assert imagenet_runs(section, tmp_path / "data").models["inception_v3"]["weights"] == "torchvision"
+    explicit = {**section, "models": {"inception_v3": {"weights": "torchvision"}, "efficientnet_lite0": None}}
+    assert imagenet_runs(explicit, tmp_path).models == {"inception_v3": {"weights": "torchvision"}}  # fails at build
+    assert imagenet_runs({**section, "enabled": False}, tmp_path) == type(runs)()

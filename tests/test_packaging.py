@@ -31,6 +31,8 @@ def test_environment_yml_lists_the_pyproject_packages():
 
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     conda = dict(_split(d) for d in env["dependencies"] if isinstance(d, str) and d != "pip")
+    pip = [d for entry in env["dependencies"] if isinstance(entry, dict) for d in entry.get("pip", [])]
+    conda.update(_split(d) for d in pip if not d.startswith("-"))  # packages conda-forge lacks
     assert conda == wanted
 
 
@@ -70,6 +72,9 @@ def test_bad_config_value_names_the_key():
     ({"models": [{"dataset": "mnist", "arch": "inception_v3"}]}, r"models\[0\].arch"),
     ({"randomization": {"modes": ["cascading", "sideways"]}}, "randomization.modes"),
     ({"imagenet": {"modes": ["labels"]}}, "imagenet.modes"),
+    ({"imagenet": {"models": {"resnet": {"weights": "package"}}}}, "imagenet.models"),
+    ({"imagenet": {"models": {"cnn": {"weights": "trained"}}}}, "imagenet.models.cnn"),
+    ({"imagenet": {"models": {"efficientnet_lite0": {"weights": "pakage"}}}}, "imagenet.models.efficientnet_lite0.weights"),
 ])
 def test_names_the_schema_cannot_know_are_checked_against_the_registries(overrides, key):
     from saliency_sanity.names import check_names
@@ -100,17 +105,21 @@ def test_paper_preset_trains_with_the_papers_settings():
 
 def test_nested_command_line_values_are_typed_as_yaml_reads_them():
     # what snakemake --config passes for imagenet={enabled: false, n_images: 2, notes: "a: b"}
-    raw = {"imagenet": {"enabled": "false", "n_images": "2", "notes": "a: b", "weights": "random"}, "seed": 3}
+    raw = {"imagenet": {"enabled": "false", "n_images": "2", "notes": "a: b",
+                        "models": {"inception_v3": {"weights": "random"}}}, "seed": 3}
     typed = typed_overrides(raw)
-    assert typed == {"imagenet": {"enabled": False, "n_images": 2, "notes": "a: b", "weights": "random"}, "seed": 3}
+    assert typed == {"imagenet": {"enabled": False, "n_images": 2, "notes": "a: b",
+                                  "models": {"inception_v3": {"weights": "random"}}}, "seed": 3}
     assert resolve_config("smoke", typed, workflow_dir=WORKFLOW_DIR)["imagenet"]["enabled"] is False
 
 
 def test_the_imagenet_sections_of_the_presets():
     default, smoke, paper = (resolve_config(p, workflow_dir=WORKFLOW_DIR)["imagenet"] for p in ("default", "smoke", "paper"))
-    assert default["weights"] == "torchvision" and default["images"] == "skimage" and default["image_size"] == 299
+    assert default["models"]["efficientnet_lite0"]["weights"] == "package"  # trained, offline
+    assert default["models"]["inception_v3"]["weights"] == "auto" and default["images"] == ["skimage", "demo"]
     assert default["batchnorm"] == "keep" and default["similarity"]["normalization"] == "percentile"
-    assert smoke["weights"] == "random"  # offline
+    assert smoke["models"]["efficientnet_lite0"]["weights"] == "package"  # real weights in CI too
+    assert smoke["models"]["inception_v3"]["weights"] == "random"  # offline
     assert paper["n_images"] == 200 and paper["images"] is None  # the user's ImageNet folder
     assert paper["methods"]["integrated_gradients"]["steps"] == 50
     assert paper["methods"]["smoothgrad"]["n_samples"] == 50

@@ -51,7 +51,10 @@ def test_registry_scopes_restore_the_entries():
 
 @pytest.fixture(scope="module")
 def fake_downloads(tmp_path_factory) -> Path:
-    """Every downloaded dataset's files, as tiny IDX files of the registered layout (contents random)."""
+    """Every downloaded dataset's files in its registered layout, contents random: tiny IDX files, or
+    small photos (JPEG or PNG by the file name)."""
+    import PIL.Image
+
     data_dir = tmp_path_factory.mktemp("data")
     rng = np.random.default_rng(0)
     for name, spec in DATASETS.items():
@@ -59,6 +62,10 @@ def fake_downloads(tmp_path_factory) -> Path:
             continue
         folder = raw_dir(name, data_dir)
         folder.mkdir(parents=True)
+        if not set(spec.files) & {file for pair in IDX_SPLITS.values() for file in pair}:
+            for file in spec.files:
+                PIL.Image.fromarray(rng.integers(0, 256, (40, 50, 3)).astype(np.uint8)).save(folder / file)
+            continue
         for images_file, labels_file in IDX_SPLITS.values():
             write_idx(folder / images_file, rng.integers(0, 256, (12, 28, 28)).astype(np.uint8))
             write_idx(folder / labels_file, (np.arange(12) % spec.num_classes).astype(np.uint8))
@@ -74,7 +81,7 @@ def test_every_dataset_loads_to_the_examples_contract(name, fake_downloads):
         assert base in DATASETS
     for md5 in spec.files.values():
         assert len(md5) == 32 and int(md5, 16) >= 0
-    options = {"source": "skimage", "size": 75} if name == "imagenet" else {}
+    options = {"sources": ["skimage", "demo"], "size": 75} if name == "imagenet" else {"size": 75}
     source = DataSource(fake_downloads, seed=3, options=options, n=2)
     for split in spec.splits:
         examples = load_examples(name, split, source)

@@ -34,17 +34,17 @@ def test_dry_run_plans_every_stage_of_the_replication(tmp_path):
     result = dry_run(tmp_path, "preset=smoke")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    models, modes, datasets = 3, 3, 2
-    assert counts["download_mnist"] == counts["download_fashion_mnist"] == 1
+    models, modes, imagenet_models = 3, 3, 2  # EfficientNet-Lite0 (real weights) and Inception v3 (untrained)
+    assert counts["download_mnist"] == counts["download_fashion_mnist"] == counts["download_imagenet_demo"] == 1
     assert counts["train"] == 2 * models  # true and random labels
     # ImageNet: cascading and independent; no label randomization
-    assert counts["randomize"] == models * modes + 2
+    assert counts["randomize"] == models * modes + 2 * imagenet_models
     per_model = [spec for spec in FIGURES.values() if spec.model is None]
     imagenet_figures = [f for f in per_model if not any(k.startswith("labels_") for k in f.inputs)]
-    assert counts["imagenet_model"] == 1
+    assert counts["imagenet_model"] == imagenet_models
     theory_figures = len(FIGURES) - len(per_model)
     assert theory_figures == 3  # linear model, conv-sum x 2
-    assert counts["figure"] == len(per_model) * models + len(imagenet_figures) + theory_figures
+    assert counts["figure"] == len(per_model) * models + len(imagenet_figures) * imagenet_models + theory_figures
     assert counts["theory_linear"] == counts["theory_convsum"] == 1
     assert counts["figure_index"] == counts["record_config"] == counts["all"] == 1
 
@@ -53,11 +53,11 @@ def test_fewer_modes_plan_only_the_figures_they_feed(tmp_path):
     result = dry_run(tmp_path, "preset=smoke", "randomization={modes: [cascading]}")
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
-    assert counts["randomize"] == 3 + 2  # ImageNet: its own modes
+    assert counts["randomize"] == 3 + 2 * 2  # ImageNet (two models): their own modes
     assert "train" in counts and counts["train"] == 3  # no random-label models needed
     cascading_only = [f for f in FIGURES.values() if all(k.startswith("cascading_") for k in f.inputs)]
     # ImageNet: its own modes; the theory figures (3) do not depend on the modes
-    assert counts["figure"] == 3 * len(cascading_only) + (len(FIGURES) - 3 - 1) + 3
+    assert counts["figure"] == 3 * len(cascading_only) + 2 * (len(FIGURES) - 3 - 1) + 3
 
 
 def test_the_imagenet_experiment_can_be_disabled_or_reduced_to_one_mode(tmp_path):
@@ -67,7 +67,7 @@ def test_the_imagenet_experiment_can_be_disabled_or_reduced_to_one_mode(tmp_path
     assert "imagenet_model" not in counts and counts["randomize"] == 9
     result = dry_run(tmp_path, "preset=smoke", "imagenet={modes: [cascading]}")
     assert result.returncode == 0, result.stderr
-    assert job_counts(result.stdout)["randomize"] == 9 + 1
+    assert job_counts(result.stdout)["randomize"] == 9 + 2  # EfficientNet-Lite0 and Inception v3
 
 
 def test_the_paper_preset_asks_for_an_imagenet_folder(tmp_path):
@@ -77,7 +77,7 @@ def test_the_paper_preset_asks_for_an_imagenet_folder(tmp_path):
     folder = tmp_path / "val"
     folder.mkdir()
     (folder / "labels.json").write_text("{}")
-    result = dry_run(tmp_path, "preset=paper", f"imagenet={{images: {folder}}}")
+    result = dry_run(tmp_path, "preset=paper", f"imagenet={{images: [{folder}]}}")
     assert result.returncode == 0, result.stderr
 
 

@@ -62,9 +62,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_imagenet_model(args: argparse.Namespace) -> None:
-    from saliency_sanity.models.inception import write_checkpoint
+    from saliency_sanity.models.published import write_published_checkpoint
 
-    record = write_checkpoint(args.settings, args.data_dir, args.out, mirror=args.mirror)
+    record = write_published_checkpoint(args.arch, args.settings, args.data_dir, args.out, mirror=args.mirror)
     log.info("wrote %s (weights: %s)", args.out, record["weights"])
 
 
@@ -103,7 +103,7 @@ def cmd_theory(args: argparse.Namespace) -> None:
 def cmd_index(args: argparse.Namespace) -> None:
     from saliency_sanity.figures import write_index
 
-    log.info("wrote %s", write_index(args.out_dir))
+    log.info("wrote %s", write_index(args.out_dir, args.left_out))
 
 
 def cmd_record_config(args: argparse.Namespace) -> None:
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     downloaded = [name for name, spec in DATASETS.items() if spec.downloaded]
     trainable = [name for name, spec in MODELS.items() if "trained" in spec.weights]
+    published = [name for name, spec in MODELS.items() if spec.published is not None]
     parser = argparse.ArgumentParser(prog="saliency-sanity", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
@@ -169,8 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
 
     p = add("imagenet-model", cmd_imagenet_model,
-            "fetch and verify the Inception v3 weights (or build untrained ones); write the model checkpoint")
-    p.add_argument("--settings", type=_json_arg, required=True, help="the config's seed and imagenet sections (JSON or @file)")
+            "fetch and verify an ImageNet model's published weights (or build untrained ones); write its checkpoint")
+    p.add_argument("--arch", required=True, choices=published)
+    p.add_argument("--settings", type=_json_arg, required=True,
+                   help="the seed and the model's imagenet.models entry: {seed, weights, weights_sha256} (JSON or @file)")
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="downloaded weights go to <data-dir>/imagenet/weights/")
     p.add_argument("--mirror", default=None, help="folder holding imagenet/weights/<file> (default: $SALIENCY_DATA_MIRROR)")
     p.add_argument("--out", type=Path, required=True)
@@ -201,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("index", cmd_index, "write figures/index.md from the figures' records")
     p.add_argument("--out-dir", type=Path, default=Path("figures"))
+    p.add_argument("--left-out", action="append", default=[], metavar="LINE",
+                   help="a model the run went without, and why (repeatable)")
 
     p = add("record-config", cmd_record_config, "write the resolved config and library versions of a run")
     p.add_argument("--settings", type=_json_arg, required=True, help="the resolved config (JSON or @file)")

@@ -130,8 +130,8 @@ def check_runnable(config: Mapping[str, Any]) -> None:
     if imagenet.get("enabled") and not imagenet.get("images"):
         raise ConfigError(
             "config key imagenet.images is not set: give a folder of ImageNet images with labels.json "
-            "(--config 'imagenet={images: /path/to/folder}'), or 'skimage' for the bundled photos, "
-            "or disable the experiment with imagenet.enabled: false")
+            "(--config 'imagenet={images: [/path/to/folder]}'), or [skimage, demo] for the bundled and the "
+            "paper's demo photos, or disable the experiment with imagenet.enabled: false")
 
 
 def config_value(config: Mapping[str, Any], key: str, default: Any = MISSING) -> Any:
@@ -179,11 +179,18 @@ def one_of(value: Any, choices: Sequence[Any], key: str) -> Any:
 IMAGENET_RANDOMIZATION_KEYS = ("n_images", "explain", "batch_size", "grid_images", "batchnorm")
 
 
-def randomize_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """The config sections one randomization job reads, for a model of ``dataset``.
+def image_sources(imagenet: Mapping[str, Any]) -> list[str]:
+    """The ``imagenet.images`` sources as a list (a single source may be given as a string)."""
+    images = imagenet.get("images") or []
+    return [images] if isinstance(images, str) else list(images)
+
+
+def randomize_settings(config: Mapping[str, Any], dataset: str, arch: str | None = None) -> dict[str, Any]:
+    """The config sections one randomization job reads, for a model ``arch`` of ``dataset``.
 
     The ImageNet models read the ``imagenet`` section: its randomization keys, its similarity
-    section, its methods on top of the ``methods`` section, and its image source.
+    section, its methods on top of the ``methods`` section, its image sources, and the model's
+    own image size.
     """
     settings = {key: copy.deepcopy(config[key]) for key in ("seed", "device", "randomization", "methods", "similarity")}
     if dataset != "imagenet":
@@ -192,20 +199,23 @@ def randomize_settings(config: Mapping[str, Any], dataset: str) -> dict[str, Any
     methods = {name: dict(params or {}) for name, params in config["methods"].items()}
     for name, params in (imagenet.get("methods") or {}).items():
         methods[name] = {**methods.get(name, {}), **(params or {})}
+    model = (imagenet.get("models") or {}).get(arch) or {}
     settings.update(
         randomization={key: imagenet[key] for key in IMAGENET_RANDOMIZATION_KEYS if key in imagenet},
         methods=methods,
         similarity=copy.deepcopy(imagenet["similarity"]),
-        images={"source": imagenet["images"], "labels": imagenet["labels"], "size": imagenet["image_size"]},
+        images={"sources": image_sources(imagenet), "labels": imagenet["labels"], "size": model.get("image_size")},
     )
     return settings
 
 
-def figure_notes(config: Mapping[str, Any], dataset: str) -> str:
+def figure_notes(config: Mapping[str, Any], dataset: str, arch: str | None = None) -> str:
     """Caption notes of a model's figures: how the preset departs from the paper; untrained weights are always said."""
     if dataset != "imagenet":
         return config["figures"]["notes"]
     notes = config["imagenet"]["notes"]
-    if config["imagenet"]["weights"] == "random":
-        notes += ". UNTRAINED Inception v3 (imagenet.weights: random): a check of the pipeline, not the paper's result"
-    return notes
+    weights = ((config["imagenet"].get("models") or {}).get(arch) or {}).get("weights")
+    if weights == "random":
+        return notes + (f". UNTRAINED {arch} (imagenet.models.{arch}.weights: random): a check of the pipeline, "
+                        "not the paper's result")
+    return notes + f". {arch} with trained ImageNet weights (imagenet.models.{arch}.weights: {weights})"

@@ -8,6 +8,7 @@ not after training. It sits above the registries, so the config module itself im
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 from saliency_sanity.config import ConfigError, config_value, randomize_settings
@@ -30,9 +31,28 @@ def check_names(config: Mapping[str, Any]) -> None:
     imagenet = config.get("imagenet") or {}
     if imagenet.get("enabled"):
         sections.append(("imagenet.modes", "imagenet"))
+        for arch, settings in (imagenet.get("models") or {}).items():
+            check_imagenet_model(arch, settings)
     for key, dataset in sections:
         for mode in config_value(config, key):
             if MODES.get_entry(mode, key).needs and dataset == "imagenet":
                 raise ConfigError(f"config key {key} lists {mode!r}, which needs {list(MODES[mode].needs)}; "
                                   "the ImageNet models have none")
         Harness(randomize_settings(config, dataset)["methods"])
+
+
+def check_imagenet_model(arch: str, settings: Mapping[str, Any] | None) -> None:
+    """An ``imagenet.models`` entry: a registered ImageNet architecture with published weights, and a
+    weights value it knows (one of its named sources, or a file's path)."""
+    key = f"imagenet.models.{arch}"
+    spec = MODELS.get_entry(arch, "imagenet.models")
+    if spec.published is None or "imagenet" not in spec.datasets:
+        raise ConfigError(f"config key {key}: {arch!r} is not an ImageNet model with published weights; choose from "
+                          f"{[n for n, s in MODELS.items() if s.published is not None and 'imagenet' in s.datasets]}")
+    if settings is None:
+        return
+    weights = settings.get("weights")
+    named = [source for source in spec.weights if source != "file"]
+    if weights not in named and not ("file" in spec.weights and Path(str(weights)).expanduser().is_file()):
+        raise ConfigError(f"config key {key}.weights is {weights!r}: neither one of {named} nor an existing "
+                          "weights file")

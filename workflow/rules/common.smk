@@ -3,18 +3,23 @@
 
 import json
 
-from saliency_sanity.config import figure_notes, randomize_settings
+from saliency_sanity.config import figure_notes, image_sources, randomize_settings
 from saliency_sanity.contracts import checkpoint_path, maps_npz, model_name, similarity_csv
 from saliency_sanity.data import DATASETS, downloads_of, raw_dir
+from saliency_sanity.data.registry import DEMO_SOURCE
 from saliency_sanity.models import MODELS
+from saliency_sanity.models.published import imagenet_runs
 from saliency_sanity.randomization import MODES
 
 IMAGENET = config["imagenet"]
+# the ImageNet models of this run ('auto' weights resolved), and those left out with the reason
+IMAGENET_RUNS = imagenet_runs(IMAGENET, config["data_dir"], config.get("data_mirror"))
+for _line in IMAGENET_RUNS.left_out.values():
+    logger.warning(f"WARNING: {_line}")
 # model name -> (dataset, arch, the randomization modes run for it)
 RUNS = {model_name(m["dataset"], m["arch"]): (m["dataset"], m["arch"], config["randomization"]["modes"])
         for m in config["models"]}
-if IMAGENET["enabled"]:
-    RUNS[model_name("imagenet", "inception_v3")] = ("imagenet", "inception_v3", IMAGENET["modes"])
+RUNS.update({model_name("imagenet", arch): ("imagenet", arch, IMAGENET["modes"]) for arch in IMAGENET_RUNS.models})
 TRAINED_MODELS = [model for model, (dataset, _, _) in RUNS.items() if dataset != "imagenet"]
 THREADS = max(1, min(config.get("threads", 2), workflow.cores))
 GPU = 1 if config.get("gpu_jobs", False) else 0

@@ -1,6 +1,8 @@
 # Figures: every registered figure for every model whose runs produce its inputs, the theory
 # figures for their fixed models, then figures/index.md (caption, preset, commit). One rule.
 
+import shlex
+
 from saliency_sanity.figures import FIGURES, figures_for
 
 # (figure, model) pairs: per-model figures from each model's modes, fixed-model (theory) figures once
@@ -12,7 +14,7 @@ def figure_notes_of(wildcards):
     """How the run departs from the paper, for the caption."""
     if FIGURES[wildcards.figure].model is not None:
         return config["theory"]["notes"]
-    return figure_notes(config, RUNS[wildcards.model][0])
+    return figure_notes(config, RUNS[wildcards.model][0], RUNS[wildcards.model][1])
 
 
 rule figure:
@@ -44,7 +46,9 @@ rule figure_index:
         [f"figures/.index/{name}-{model}.json" for name, model in FIGURE_JOBS],
     output:
         "figures/index.md",
+    params:
+        left_out=" ".join(f"--left-out {shlex.quote(line)}" for line in IMAGENET_RUNS.left_out.values()),
     log:
         "results/logs/figure_index.log",
     shell:
-        "saliency-sanity index --out-dir figures > {log} 2>&1"
+        "saliency-sanity index --out-dir figures {params.left_out} > {log} 2>&1"

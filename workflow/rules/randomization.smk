@@ -8,9 +8,12 @@ def randomization_inputs(wildcards):
     inputs = {"model": str(checkpoint_path(wildcards.model)), "data": raw_files(dataset)}
     if "random_label_model" in MODES[wildcards.mode].needs:
         inputs["random_label_model"] = str(checkpoint_path(model_name(dataset, RUNS[wildcards.model][1], "random")))
-    if dataset == "imagenet" and IMAGENET["images"] not in (None, "skimage"):
-        # the image folder's labels file, so that editing it reruns the tests
-        inputs["labels"] = IMAGENET["labels"] or os.path.join(IMAGENET["images"], "labels.json")
+    if dataset == "imagenet":
+        for source in image_sources(IMAGENET):
+            if source == DEMO_SOURCE:
+                inputs["demo"] = raw_files("imagenet-demo")
+            elif source != "skimage":  # a folder's labels file, so that editing it reruns the tests
+                inputs["labels"] = IMAGENET["labels"] or os.path.join(source, "labels.json")
     return inputs
 
 
@@ -21,7 +24,7 @@ rule randomize:
         csv=str(similarity_csv("{model}", "{mode}")),
         maps=str(maps_npz("{model}", "{mode}")),
     params:
-        settings=lambda w: json.dumps(randomize_settings(config, RUNS[w.model][0]), sort_keys=True,
+        settings=lambda w: json.dumps(randomize_settings(config, RUNS[w.model][0], RUNS[w.model][1]), sort_keys=True,
                                       separators=(",", ":")),
         random_label=lambda w, input: f"--random-label-model {input.random_label_model}"
         if "random_label_model" in input.keys() else "",

@@ -101,7 +101,8 @@ def copy_from_mirror(source: Path, target: Path, expected: str, *, algorithm: st
     if not source.is_file():
         raise MirrorError(
             f"data mirror has no {source}; the mirror (argument, {MIRROR_ENV} or config key "
-            f"'{MIRROR_CONFIG_KEY}') must be laid out as <mirror>/<dataset>/raw/<file>"
+            f"'{MIRROR_CONFIG_KEY}') must be laid out as <mirror>/<dataset>/raw/<file> (or the dataset's own folder, e.g. "
+            f"imagenet/images)"
         )
     with open(source, "rb") as src:
         write_verified(target, expected, lambda out: shutil.copyfileobj(src, out, CHUNK_BYTES),
@@ -137,6 +138,15 @@ def download(
             f"'{MIRROR_CONFIG_KEY}') at a folder holding <dataset>/raw/{filename}."
         ))
     )
+
+
+def reachable(url: str, timeout: float = 5) -> bool:
+    """Whether ``url`` answers a HEAD request (so that a download can be planned), within ``timeout`` seconds."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as response:
+            return 200 <= response.status < 400
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
+        return False
 
 
 def _stream(source: BinaryIO, out: BinaryIO, progress: Callable[[int], object]) -> None:

@@ -1,15 +1,16 @@
-"""Natural images for the ImageNet model (torchvision's Inception v3): loading and the one
-preprocessing path.
+"""Natural images for the ImageNet models: loading, and each model's preprocessing recipe.
 
-Preprocessing (:func:`preprocess`, then :func:`normalize`) is torchvision's
-``Inception_V3_Weights.IMAGENET1K_V1.transforms()`` scaled to ``size``: the image becomes 8-bit
-RGB (grayscale replicated to three channels, an alpha channel dropped, a palette expanded), its
-shorter side is resized to ``round(size * 342 / 299)`` (342 for 299) with PIL's antialiased
-bilinear filter, the centre ``size`` x ``size`` square is cropped, and the pixels are scaled to
-[0, 1]; :func:`normalize` then subtracts the ImageNet mean and divides by its standard
-deviation. That normalized tensor is the model's input space; the model itself applies
-torchvision's ``transform_input`` (:mod:`saliency_sanity.inception`), nothing here does. At
-``size=299`` the result equals torchvision's transform exactly (tested).
+Preprocessing (:func:`preprocess`, then :func:`normalize`) follows an :class:`ImagePreprocessing`
+recipe, the model registry entry's own (``ModelSpec.image_preprocessing``): the image becomes
+8-bit RGB (grayscale replicated to three channels, an alpha channel dropped, a palette
+expanded), its shorter side is resized to ``resize`` with PIL's antialiased filter of the
+recipe, the centre ``crop`` x ``crop`` square is cropped, and the pixels are scaled to [0, 1];
+:func:`normalize` then subtracts the recipe's mean and divides by its standard deviation. That
+normalized tensor is the model's input space, in which baselines (zeros) are defined.
+:data:`INCEPTION_PREPROCESSING` is torchvision's ``Inception_V3_Weights.IMAGENET1K_V1.transforms()``
+(342, crop 299, bilinear, ImageNet mean and std; equal to it exactly, tested); the model itself
+then applies torchvision's ``transform_input``. A recipe can be run at another crop size
+(:meth:`ImagePreprocessing.at`), the resize scaled in proportion.
 
 Sources (:func:`load_images`):
 
@@ -66,8 +67,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
 import PIL.Image
@@ -96,9 +99,6 @@ SKIMAGE_PHOTOS: dict[str, int] = {
     "camera": 872,  # tripod
 }
 
-# torchvision's Inception v3 preset: resize to 342, centre crop 299.
-_REFERENCE_CROP = 299
-_REFERENCE_RESIZE = 342
 _UNSUPPORTED_MODES = ("I", "F")  # 32-bit int/float; "I;16*" modes are caught by prefix
 
 
@@ -107,10 +107,39 @@ class ImageError(DataError):
 
 
 @dataclass(frozen=True)
+class ImagePreprocessing:
+    """How a photo becomes a model's input: shorter side to ``resize``, centre crop ``crop``, [0, 1],
+    then ``(x - mean) / std`` per channel."""
+
+    crop: int
+    resize: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bilinear"  # PIL's antialiased filter: bilinear or bicubic
+
+    def at(self, crop: int | None) -> ImagePreprocessing:
+        """The same recipe at another crop size (None: this one), the resize scaled in proportion."""
+        if crop is None or crop == self.crop:
+            return self
+        if isinstance(crop, bool) or not isinstance(crop, (int, np.integer)) or crop < 1:
+            raise ValueError(f"size must be a positive int, got {crop!r}")
+        return replace(self, crop=int(crop), resize=round(int(crop) * self.resize / self.crop))
+
+    def describe(self) -> str:
+        """One line for captions and the README."""
+        return (f"shorter side to {self.resize} ({self.interpolation}), centre crop {self.crop}, [0, 1], "
+                f"(x - mean) / std with mean {list(self.mean)}, std {list(self.std)}")
+
+
+INCEPTION_PREPROCESSING = ImagePreprocessing(crop=299, resize=342, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+_INTERPOLATION = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
+
+
+@dataclass(frozen=True)
 class ImageSet:
     """Images ready for the ImageNet model, with their labels and a displayable copy."""
 
-    images: torch.Tensor  # (N, 3, S, S) float32, ImageNet-normalized: the model's input space
+    images: torch.Tensor  # (N, 3, S, S) float32, normalized by the recipe: the model's input space
     labels: torch.Tensor  # (N,) int64 ImageNet class index
     ids: list[str]  # file names (folder) or photo names (skimage), in order
     display: torch.Tensor  # (N, 3, S, S) float32 in [0, 1]: the same crop before normalization
@@ -119,33 +148,36 @@ class ImageSet:
 # --------------------------------------------------------------------------- preprocessing
 
 
-def preprocess(image: np.ndarray | PIL.Image.Image, size: int = 299) -> torch.Tensor:
-    """One image as a float32 (3, size, size) tensor in [0, 1]: torchvision's Inception v3
-    preprocessing before normalization (shorter side to ``round(size * 342 / 299)``, antialiased
-    bilinear; centre crop ``size``).
+def preprocess(
+    image: np.ndarray | PIL.Image.Image, size: int | None = None,
+    recipe: ImagePreprocessing = INCEPTION_PREPROCESSING,
+) -> torch.Tensor:
+    """One image as a float32 (3, crop, crop) tensor in [0, 1]: ``recipe`` before normalization,
+    at crop ``size`` when given (the resize scaled in proportion).
 
     ``image``: a PIL image, or an array of shape (H, W), (H, W, 1), (H, W, 2) (gray + alpha),
     (H, W, 3) or (H, W, 4) (RGBA) of dtype uint8, bool or float in [0, 1] (floats are rounded
     to 8 bits, as every other input is 8-bit). Grayscale is replicated to three channels; alpha
     is dropped, not composited.
     """
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
-    size = int(size)
+    recipe = recipe.at(size)
+    if recipe.interpolation not in _INTERPOLATION:
+        raise ValueError(f"interpolation {recipe.interpolation!r} is not one of {sorted(_INTERPOLATION)}")
     rgb = _rgb_image(image)
-    resize = round(size * _REFERENCE_RESIZE / _REFERENCE_CROP)
-    rgb = TF.resize(rgb, [resize], interpolation=InterpolationMode.BILINEAR, antialias=True)
-    rgb = TF.center_crop(rgb, [size, size])
+    rgb = TF.resize(rgb, [recipe.resize], interpolation=_INTERPOLATION[recipe.interpolation], antialias=True)
+    rgb = TF.center_crop(rgb, [recipe.crop, recipe.crop])
     return TF.to_dtype(TF.pil_to_tensor(rgb), torch.float32, scale=True)
 
 
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """ImageNet normalization, ``(x - mean) / std`` per channel, of a (3, H, W) or (N, 3, H, W) tensor in [0, 1]."""
+def normalize(
+    images: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD,
+) -> torch.Tensor:
+    """``(x - mean) / std`` per channel (default: ImageNet's) of a (3, H, W) or (N, 3, H, W) tensor in [0, 1]."""
     if images.dim() not in (3, 4) or images.shape[-3] != 3:
         raise ValueError(f"expected a (3, H, W) or (N, 3, H, W) tensor, got shape {tuple(images.shape)}")
-    mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device).view(3, 1, 1)
-    return (images - mean) / std
+    mean_ = torch.tensor(mean, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    std_ = torch.tensor(std, dtype=images.dtype, device=images.device).view(3, 1, 1)
+    return (images - mean_) / std_
 
 
 def _rgb_image(image: np.ndarray | PIL.Image.Image) -> PIL.Image.Image:
@@ -188,40 +220,66 @@ def _rgb_array(array: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- loading
 
 
+@dataclass(frozen=True)
+class FolderSource:
+    """A folder of images and their labels: a labels file (None: ``<folder>/labels.json``) or a mapping."""
+
+    folder: Path
+    labels: str | os.PathLike | Mapping[str, object] | None = None
+
+
+ImageSource = Union[str, os.PathLike, FolderSource]  # "skimage", a folder (with labels.json), a FolderSource
+
+
 def load_images(
-    source: str | os.PathLike = "skimage",
+    source: ImageSource | Sequence[ImageSource] = "skimage",
     *,
     labels_file: str | os.PathLike | None = None,
-    size: int = 299,
+    size: int | None = None,
     n_images: int | None = None,
+    recipe: ImagePreprocessing = INCEPTION_PREPROCESSING,
 ) -> ImageSet:
-    """The images of ``source``, preprocessed: ``"skimage"`` (scikit-image's bundled photos of
-    :data:`SKIMAGE_PHOTOS`) or a folder of images with a labels file (default
-    ``<folder>/labels.json``); see the module docstring. ``n_images``: only the first n."""
+    """The images of ``source``, preprocessed by ``recipe`` (at crop ``size`` when given).
+
+    A source is ``"skimage"`` (scikit-image's bundled photos of :data:`SKIMAGE_PHOTOS`), a folder
+    of images with a labels file (``labels_file``, default ``<folder>/labels.json``), or a
+    :class:`FolderSource`; see the module docstring. A list of sources is read in order.
+    ``n_images``: only the first n.
+    """
     if n_images is not None and n_images < 1:
         raise ValueError(f"n_images must be >= 1 (or None for all), got {n_images}")
-    if isinstance(source, str) and source == "skimage":
-        entries = list(SKIMAGE_PHOTOS.items())
-        where = "the 'skimage' source (scikit-image's bundled photos with an ImageNet class)"
-        read = _read_skimage
-    else:
-        folder = Path(source)
-        labels_path, entries = _folder_entries(folder, labels_file)
-        where = f"labels file {labels_path}"
-
-        def read(name: str) -> PIL.Image.Image:
-            return _read_file(folder / name)
-
+    sources = list(source) if isinstance(source, (list, tuple)) else [source]
+    entries: list[tuple[str, int, Callable[[], object]]] = []
+    where = []
+    for item in sources:
+        described, found = _source_entries(item, labels_file)
+        where.append(described)
+        entries += found
     if n_images is not None:
         if n_images > len(entries):
             raise ImageError(
-                f"n_images is {n_images} but {where} has only {len(entries)} image(s); lower n_images "
-                f"(config key imagenet.n_images) or add labelled images"
+                f"n_images is {n_images} but {' and '.join(where)} hold only {len(entries)} image(s); lower "
+                f"n_images (config key imagenet.n_images) or add labelled images"
             )
         entries = entries[:n_images]
-    display = torch.stack([preprocess(read(name), size) for name, _ in entries])
-    labels = torch.tensor([label for _, label in entries], dtype=torch.int64)
-    return ImageSet(images=normalize(display), labels=labels, ids=[name for name, _ in entries], display=display)
+    display = torch.stack([preprocess(read(), size, recipe) for _, _, read in entries])
+    labels = torch.tensor([label for _, label, _ in entries], dtype=torch.int64)
+    return ImageSet(images=normalize(display, recipe.mean, recipe.std), labels=labels,
+                    ids=[name for name, _, _ in entries], display=display)
+
+
+def _source_entries(
+    source: ImageSource, labels_file: str | os.PathLike | None,
+) -> tuple[str, list[tuple[str, int, Callable[[], object]]]]:
+    """What the source is (for messages), and its (id, class index, reader) entries in order."""
+    if isinstance(source, str) and source == "skimage":
+        return ("the 'skimage' source (scikit-image's bundled photos with an ImageNet class)",
+                [(name, label, partial(_read_skimage, name)) for name, label in SKIMAGE_PHOTOS.items()])
+    if not isinstance(source, FolderSource):
+        source = FolderSource(Path(source), labels_file)
+    folder = Path(source.folder)
+    where, entries = _folder_entries(folder, source.labels)
+    return where, [(name, label, partial(_read_file, folder / name)) for name, label in entries]
 
 
 def _read_skimage(name: str) -> np.ndarray:
@@ -253,39 +311,45 @@ def _read_file(path: Path) -> PIL.Image.Image:
         raise ImageError(f"image file {path}: {err}; save it as 8-bit RGB or grayscale") from err
 
 
-def _folder_entries(folder: Path, labels_file: str | os.PathLike | None) -> tuple[Path, list[tuple[str, int]]]:
-    """The labels file, and (file name, class index) of every labelled file, sorted by file name;
-    labels checked, files checked to exist."""
+def _folder_entries(
+    folder: Path, labels_file: str | os.PathLike | Mapping[str, object] | None,
+) -> tuple[str, list[tuple[str, int]]]:
+    """Where the labels come from (for messages), and (file name, class index) of every labelled
+    file, sorted by file name; labels checked, files checked to exist."""
     if not folder.is_dir():
         raise ImageError(
             f"image folder {folder} does not exist (config key '{_IMAGES_CONFIG_KEY}'); give 'skimage' for "
             f"scikit-image's bundled photos, or a folder holding the images and a {_LABELS_FILE} that maps "
             f"each file name to its ImageNet class index"
         )
-    labels_path = folder / _LABELS_FILE if labels_file in (None, "") else Path(labels_file)
-    labels = _read_labels(labels_path)
+    if isinstance(labels_file, Mapping):
+        labels, labels_path, where = dict(labels_file), None, f"the built-in labels of {folder}"
+    else:
+        labels_path = folder / _LABELS_FILE if labels_file in (None, "") else Path(labels_file)
+        labels, where = _read_labels(labels_path), f"labels file {labels_path}"
     entries: list[tuple[str, int]] = []
     for name in sorted(labels):
-        index = _class_index(labels[name], name, labels_path)
+        index = _class_index(labels[name], name, where)
         path = folder / name
         if not path.is_file():
             raise ImageError(
-                f"labels file {labels_path} lists {name!r}, but {path} does not exist: add the image, "
+                f"{where} lists {name!r}, but {path} does not exist: add the image, "
                 f"or remove its entry from the labels file"
             )
         entries.append((name, index))
     if not entries:
-        raise ImageError(f"labels file {labels_path} lists no images; map each image's file name to its class index")
+        raise ImageError(f"{where} lists no images; map each image's file name to its class index")
     unlabelled = sorted(
         child.name for child in folder.iterdir()
         if child.is_file() and not child.name.startswith(".") and child.name not in labels
-        and not (child.name == labels_path.name and child.resolve() == labels_path.resolve())
+        and not (labels_path is not None and child.name == labels_path.name
+                 and child.resolve() == labels_path.resolve())
     )
     if unlabelled:
         shown = ", ".join(unlabelled[:10]) + (f" and {len(unlabelled) - 10} more" if len(unlabelled) > 10 else "")
         log.warning("%d file(s) in %s have no label in %s and are ignored: %s",
-                    len(unlabelled), folder, labels_path, shown)
-    return labels_path, entries
+                    len(unlabelled), folder, where, shown)
+    return where, entries
 
 
 def _read_labels(path: Path) -> dict[str, object]:
@@ -308,11 +372,11 @@ def _read_labels(path: Path) -> dict[str, object]:
     return labels
 
 
-def _class_index(value: object, name: str, labels_path: Path) -> int:
+def _class_index(value: object, name: str, where: str) -> int:
     index = value.get("index") if isinstance(value, dict) else value
     if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < _NUM_CLASSES:
         raise ImageError(
-            f"labels file {labels_path}: the label of {name!r} is {value!r}; expected an ImageNet class index, "
+            f"{where}: the label of {name!r} is {value!r}; expected an ImageNet class index, "
             f"an int in 0..{_NUM_CLASSES - 1}, or an object with such an \"index\""
         )
     return index

@@ -71,6 +71,8 @@ class DatasetSpec:
     urls: tuple[str, ...] = ()  # downloaded: base URLs tried in order
     depends_on: tuple[str, ...] = ()  # derived: the datasets its recipe reads
     description: str = ""
+    folder: str | None = None  # downloaded: where its files live below the data folder and the mirror;
+    # None: <name>/raw
 
     @property
     def downloaded(self) -> bool:
@@ -88,8 +90,13 @@ def register_dataset(
     files: Mapping[str, str] | None = None,
     urls: tuple[str, ...] = (),
     depends_on: tuple[str, ...] = (),
+    folder: str | None = None,
 ) -> Callable[[Loader], Loader]:
-    """Register the loader ``fn(split, source)`` of dataset ``name``; returns ``fn`` unchanged."""
+    """Register the loader ``fn(split, source)`` of dataset ``name``; returns ``fn`` unchanged.
+
+    A downloaded dataset's files live in ``<data_dir>/<folder>`` and ``<mirror>/<folder>``
+    (``folder`` default: ``<name>/raw``).
+    """
 
     def decorator(fn: Loader) -> Loader:
         unknown = [base for base in depends_on if base not in DATASETS]
@@ -97,7 +104,7 @@ def register_dataset(
             raise ValueError(f"dataset {name!r} depends on unregistered dataset(s) {unknown}")
         doc = (fn.__doc__ or "").strip().split("\n")[0]
         DATASETS.add(name, DatasetSpec(name, fn, num_classes, tuple(splits), dict(files or {}), tuple(urls),
-                                       tuple(depends_on), doc))
+                                       tuple(depends_on), doc, folder))
         return fn
 
     return decorator
@@ -118,8 +125,8 @@ def downloads_of(name: str) -> list[str]:
 
 
 def raw_dir(name: str, data_dir: str | os.PathLike) -> Path:
-    """Where a downloaded dataset's files live: ``<data_dir>/<name>/raw``."""
-    return Path(data_dir) / name / "raw"
+    """Where a downloaded dataset's files live: ``<data_dir>/<name>/raw``, or its own folder there."""
+    return Path(data_dir) / (dataset_spec(name).folder or f"{name}/raw")
 
 
 def fetch_dataset(
@@ -129,7 +136,8 @@ def fetch_dataset(
     """Make sure ``<data_dir>/<name>/raw/`` holds a downloaded dataset's files, md5-verified.
 
     Files come from ``mirror`` (else ``$SALIENCY_DATA_MIRROR``), laid out as
-    ``<mirror>/<name>/raw/<file>``, or from the official host, then a fallback. Returns the folder.
+    ``<mirror>/<name>/raw/<file>`` (or the dataset's own folder), or from the official host, then a
+    fallback. Returns the folder.
     """
     spec = dataset_spec(name)
     if not spec.downloaded:
@@ -252,14 +260,47 @@ register_idx_dataset(
 )
 
 
+# The paper's demo photos (its repository's data/demo_images, six ImageNet photos; the junco is
+# the one of its Fig. 2) and PAIR-code/saliency's doberman, with their ImageNet classes (ILSVRC2012
+# validation ground truth; the beacon's from its train-set synset, the doberman's from its name).
+DEMO_PHOTOS: dict[str, tuple[int, str]] = {  # file -> (class index, md5)
+    "ILSVRC2012_val_00010495.JPEG": (987, "7c76318b3352cdc4f2fb5c61d5e7885d"),  # corn
+    "ILSVRC2012_val_00015410.JPEG": (13, "4c76b039e957a5dbaf05a6e4e666cb46"),  # junco
+    "ILSVRC2012_val_00021206.JPEG": (184, "45f23bc30070ca3d4936c02f3cd18d55"),  # Irish terrier
+    "ILSVRC2012_val_00032239.JPEG": (184, "1e5f1576cfa46eebbcd3f7156f2e1c90"),  # Irish terrier
+    "ILSVRC2012_val_00041179.JPEG": (814, "48cd42e9e1e8f95a3baec9867b6e5229"),  # speedboat
+    "n02814860_87.JPEG": (437, "70014277c3aa135c32e1678742352e2f"),  # beacon
+    "doberman.png": (236, "3a83e583ed80adcfbd653c1dc1ef573d"),  # Doberman
+}
+DEMO_SOURCE = "demo"  # the imagenet.images entry that names these photos
+
+
+@register_dataset(
+    "imagenet-demo", num_classes=1000, splits=("test",), folder="imagenet/images",
+    files={name: md5 for name, (_, md5) in DEMO_PHOTOS.items()},
+    urls=("https://raw.githubusercontent.com/adebayoj/sanity_checks_saliency/"
+          "3e24048c570f08ca655fcd332b6128fa069810a0/data/demo_images/",
+          "https://raw.githubusercontent.com/PAIR-code/saliency/7b72b673fde6680180befd277c1890d4a9de4b48/"),
+)
+def imagenet_demo(split: str, source: DataSource) -> Examples:
+    """The paper's six demo ImageNet photos and PAIR saliency's doberman (downloaded, md5-checked)."""
+    return imagenet(split, DataSource(source.data_dir, source.seed, {**source.options, "sources": [DEMO_SOURCE]},
+                                      source.n))
+
+
 @register_dataset("imagenet", num_classes=1000, splits=("test",))
 def imagenet(split: str, source: DataSource) -> Examples:
-    """Natural images with ImageNet classes: scikit-image's photos or a folder with labels (options: source, labels, size)."""
-    from saliency_sanity.data.images import load_images  # PIL and torchvision's transforms, only when used
+    """Natural images with ImageNet classes, in the order of the config's sources (options: sources,
+    labels, size, recipe): scikit-image's photos, the demo photos, or folders with a labels file."""
+    from saliency_sanity.data.images import INCEPTION_PREPROCESSING, FolderSource, load_images
 
-    if not source.options.get("source"):
-        raise ValueError("the ImageNet model needs an image source: set the config key imagenet.images "
-                         "('skimage' or a folder of images with labels.json)")
-    image_set = load_images(source.options["source"], labels_file=source.options.get("labels"),
-                            size=int(source.options.get("size", 299)), n_images=source.n)
+    sources = source.options.get("sources")
+    if not sources:
+        raise ValueError("the ImageNet models need image sources: set the config key imagenet.images "
+                         "(a list of 'skimage', 'demo' or folders of images with labels.json)")
+    demo = FolderSource(raw_dir("imagenet-demo", source.data_dir),
+                        {name: label for name, (label, _) in DEMO_PHOTOS.items()})
+    image_set = load_images([demo if item == DEMO_SOURCE else item for item in sources],
+                            labels_file=source.options.get("labels"), size=source.options.get("size"),
+                            n_images=source.n, recipe=source.options.get("recipe") or INCEPTION_PREPROCESSING)
     return Examples(image_set.images, image_set.labels, image_set.display)

@@ -131,6 +131,18 @@ def _explained_class(m: MapSet) -> str:
     return "Each map explains the target class recorded by the runner."
 
 
+def _verdict(m: MapSet, image: int, stage: int = 0) -> str:
+    """A panel's mark of whether the model at ``stage`` predicted the image's label."""
+    return "\u2713" if m.predictions[stage, image] == m.labels[image] else "\u2717"
+
+
+def _accuracy_text(m: MapSet) -> str:
+    """The caption's count of images the original model classified correctly (marked in the panels)."""
+    correct = int((m.predictions[0] == m.labels).sum())
+    return (f"The original model predicts the label of {correct} of {m.n_images} images "
+            "(\u2713 correct, \u2717 wrong in the panels).")
+
+
 def _pick_images(m: MapSet, n_images: int, *, every_stage: bool = False) -> list[int]:
     """The first n images; with ``every_stage``, only those whose maps the archive keeps at every stage."""
     return list(range(min(n_images, m.grid_images if every_stage else m.n_images)))
@@ -147,7 +159,7 @@ def methods_vs_edges(data: dict, model: str, *, n_images: int = 3) -> tuple[Figu
     axes = map_grid(fig, len(images), [["input"], methods, controls])
     for r, i in enumerate(images):
         show_image(axes[r, 0], m.input_image(i))
-        axes[r, 0].set_ylabel(f"image {i}\nlabel {m.labels[i]}\npred {m.predictions[0, i]}", fontsize=8,
+        axes[r, 0].set_ylabel(f"image {i}\nlabel {m.labels[i]}\npred {m.predictions[0, i]} {_verdict(m, i)}", fontsize=8,
                               rotation=0, ha="right", va="center")  # horizontal: longer than a panel is tall
         for c, method in enumerate(methods + controls, start=1):
             _show_map(axes[r, c], m.original(method, i), signed=False)
@@ -156,7 +168,8 @@ def methods_vs_edges(data: dict, model: str, *, n_images: int = 3) -> tuple[Figu
     axes[0, 0].set_title("input", fontsize=8)
     map_colorbar(fig, axes[:, 1:], False, m.normalization)
     fig.suptitle(f"{model}: saliency maps of the original (unrandomized) model vs. model-free controls (grey titles)")
-    facts = (f"Test images {_list(images)}. {_normalization_text(False, m.normalization)} {_explained_class(m)}")
+    facts = (f"Test images {_list(images)}. {_normalization_text(False, m.normalization)} {_explained_class(m)} "
+             f"{_accuracy_text(m)}")
     return fig, facts
 
 
@@ -180,7 +193,7 @@ def cascading_grid(data: dict, model: str, *, image: int = 0, signed: bool = Fal
             ax = axes[r, s + 1]
             _show_map(ax, m.map(method, s, image, signed), signed)
             if r == 0:
-                ax.set_title(f"{stage}\npred {m.predictions[s, image]}", fontsize=title_size)
+                ax.set_title(f"{stage}\npred {m.predictions[s, image]} {_verdict(m, image, s)}", fontsize=title_size)
         label_ax = axes[r, 1]
         control = style.is_control(method)
         label_ax.set_ylabel(style.method_label(method, 14), rotation=0, ha="right", va="center", fontsize=8,
@@ -190,7 +203,7 @@ def cascading_grid(data: dict, model: str, *, image: int = 0, signed: bool = Fal
     fig.suptitle(f"{model}: cascading randomization, {kind} maps (columns: randomized down to this block)")
     facts = (f"Test image {image} (label {m.labels[image]}); the column title gives the block randomized last "
              f"(with all blocks above it) and that model's prediction. {_normalization_text(signed, m.normalization)} "
-             f"{_explained_class(m)}")
+             f"{_explained_class(m)} {_accuracy_text(m)}")
     return fig, facts
 
 
@@ -260,6 +273,8 @@ def similarity_curves(data: dict, model: str, *, mode: str) -> tuple[Figure, str
     fig.suptitle(f"{model}: {mode} randomization")
     facts = (f"Mean over {_n_images(table)} test images; bands: 95 % bootstrap confidence interval of the "
              f"mean ({N_BOOT} resamples). Dashed: model-free controls.")
+    if f"{mode}_maps" in data:
+        facts += " " + _accuracy_text(data[f"{mode}_maps"])
     return fig, facts
 
 
@@ -285,7 +300,7 @@ def label_randomization(data: dict, model: str, *, n_images: int = 2, signed: bo
     fig.suptitle(f"{model}: data randomization (true vs. random labels)")
     n = _n_images(table)
     facts = (f"Top: test images {_list(images)}. {_normalization_text(signed, m.normalization)} {_explained_class(m)} "
-             f"Bottom: mean over {n} test images; "
+             f"{_accuracy_text(m)} Bottom: mean over {n} test images; "
              f"whiskers: 95 % bootstrap confidence interval ({N_BOOT} resamples); hatched: model-free controls.")
     return fig, facts
 
@@ -298,7 +313,7 @@ def _label_maps(fig: SubFigure, m: MapSet, images: list[int], methods: list[str]
             r = 2 * k + s
             if s == 0:
                 show_image(axes[r, 0], m.input_image(i))
-            axes[r, 0].set_ylabel(f"image {i}\n{stage_titles[s]}\npred {m.predictions[s, i]}", fontsize=8,
+            axes[r, 0].set_ylabel(f"image {i}\n{stage_titles[s]}\npred {m.predictions[s, i]} {_verdict(m, i, s)}", fontsize=8,
                                   rotation=0, ha="right", va="center")
             for c, method in enumerate(methods, start=1):
                 _show_map(axes[r, c], m.map(method, s, i, signed), signed)

@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import matplotlib
 from matplotlib.figure import Figure
@@ -110,14 +110,14 @@ for _spec in (
             "similarity_cascading",
             plots.similarity_curves,
             _SIMILARITY.format(model="{model}", after="after cascading randomization down to each block"),
-            ("cascading_csv",),
+            ("cascading_csv", "cascading_maps"),
             {"mode": "cascading"},
         ),
         FigureSpec(
             "similarity_independent",
             plots.similarity_curves,
             _SIMILARITY.format(model="{model}", after="after randomizing each block alone (independent randomization)"),
-            ("independent_csv",),
+            ("independent_csv", "independent_maps"),
             {"mode": "independent"},
         ),
         FigureSpec(
@@ -251,10 +251,11 @@ def _git(cwd: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def write_index(out_dir: Path) -> Path:
+def write_index(out_dir: Path, left_out: Sequence[str] = ()) -> Path:
     """Gather the sidecar records into ``<out_dir>/index.md``, in registry order, then by model.
 
     Records whose figure files no longer exist are left out, so the index lists what is there.
+    ``left_out``: one line per model the run went without, and why (said before the figures).
     """
     out_dir = Path(out_dir)
     records = []
@@ -265,6 +266,8 @@ def write_index(out_dir: Path) -> Path:
     order = list(FIGURES)
     records.sort(key=lambda r: (order.index(r["name"]) if r["name"] in order else len(order), r["name"], r["model"]))
     lines = ["# Figures", "", "Written by `saliency-sanity index` from the records in `.index/`.", ""]
+    if left_out:
+        lines += ["## Left out of this run", "", *(f"- {line}" for line in left_out), ""]
     for r in records:
         links = ", ".join(f"[{f}]({f})" for f in r["files"])
         png = next((f for f in r["files"] if f.endswith(".png")), None)

@@ -1,7 +1,8 @@
 """The interface every model of the registry implements: named randomization blocks, top-down.
 
 Every ReLU is its own ``nn.ReLU`` module (never in-place, never reused) so that hook-based
-methods (guided backprop, deconvnet, DeepLIFT) really apply their rules. Each model knows how
+methods (guided backprop, deconvnet, DeepLIFT) really apply their rules; a capped ReLU is a
+:class:`ReLU6` module, which those rules treat as a ReLU. Each model knows how
 to re-initialize one of its blocks with its own initializer, which is what the cascading and
 independent randomization tests need.
 """
@@ -17,6 +18,36 @@ from torch import nn
 def truncated_normal_(tensor: torch.Tensor, std: float, generator: torch.Generator | None):
     """Normal(0, std) truncated at two standard deviations, as TensorFlow's initializer."""
     return nn.init.trunc_normal_(tensor, 0.0, std, -2 * std, 2 * std, generator=generator)
+
+
+def init_batchnorm_(module: nn.BatchNorm2d, reset_statistics: bool) -> None:
+    """BatchNorm re-initialized as the papers' code did: scale 1, offset 0; its running statistics
+    are kept (the original's randomization) unless ``reset_statistics``."""
+    with torch.no_grad():
+        module.weight.fill_(1.0)
+        module.bias.zero_()
+    if reset_statistics:
+        module.reset_running_stats()
+
+
+class ReLU6(nn.ReLU):
+    """min(max(z, 0), 6) as a ReLU module, never in-place.
+
+    A subclass of ``nn.ReLU`` so that every rule written for ReLU modules applies to it: Captum's
+    guided backprop passes the positive part of the ReLU6 gradient (zero below 0 and above 6),
+    its deconvnet the positive part of the output gradient whatever the input, and DeepLIFT's
+    Rescale rule divides the output difference by the input difference. Tests check each
+    against hand-computed values.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(inplace=False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(z, 0.0, 6.0)
+
+    def extra_repr(self) -> str:
+        return ""
 
 
 class SanityModel(nn.Module, metaclass=abc.ABCMeta):
@@ -35,9 +66,10 @@ class SanityModel(nn.Module, metaclass=abc.ABCMeta):
     gradcam_layer: nn.Module | None
 
     def block(self, name: str) -> nn.Module:
+        """The submodule of block ``name`` (a dotted path below the model, e.g. ``blocks.6.0``)."""
         if name not in self.block_names:
             raise KeyError(f"{type(self).__name__} has no block {name!r}; blocks: {self.block_names}")
-        return getattr(self, name)
+        return self.get_submodule(name)
 
     @abc.abstractmethod
     def init_block(self, name: str, generator: torch.Generator | None = None) -> None:

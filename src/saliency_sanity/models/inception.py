@@ -21,7 +21,6 @@ every randomized layer then sees un-normalized activations of its own).
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from functools import partial
@@ -34,24 +33,23 @@ from torchvision.models import inception as tv_inception
 from saliency_sanity.data.download import (
     MIRROR_CONFIG_KEY,
     MIRROR_ENV,
-    ChecksumError,
     DataError,
     copy_from_mirror,
     download,
     file_hash,
     hash_matches,
     mirror_folder,
+    reachable,
 )
-from saliency_sanity.models.base import SanityModel, truncated_normal_
-from saliency_sanity.models.checkpoints import save_checkpoint
-from saliency_sanity.models.registry import register_model
-from saliency_sanity.runtime import library_versions
-
-log = logging.getLogger(__name__)
+from saliency_sanity.data.images import INCEPTION_PREPROCESSING
+from saliency_sanity.models.base import SanityModel, init_batchnorm_, truncated_normal_
+from saliency_sanity.models.registry import PublishedWeights, register_model
+from saliency_sanity.models.weights import WeightsError, verify_sha256
 
 WEIGHTS_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
 WEIGHTS_FILE = WEIGHTS_URL.rsplit("/", 1)[1]
-WEIGHTS_CONFIG_KEY = "imagenet.weights"
+WEIGHTS_CONFIG_KEY = "imagenet.models.inception_v3.weights"
+SHA256_CONFIG_KEY = "imagenet.models.inception_v3.weights_sha256"
 TORCHVISION_HASH = re.compile(r"-([0-9a-f]{8,})\.pth$")  # torchvision's <name>-<sha256 prefix>.pth
 # The paper's order (Logits = torchvision's fc), from the output down to the input.
 BLOCKS = (
@@ -60,10 +58,6 @@ BLOCKS = (
     "Conv2d_1a_3x3",
 )
 INIT_STD = 0.1
-
-
-class WeightsError(DataError):
-    """The Inception v3 weights are missing, unreachable or not the expected file."""
 
 
 class ConvBNReLU(nn.Module):
@@ -106,12 +100,6 @@ class ReductionB(tv_inception.InceptionD):
         return [branch3x3, branch7x7x3, self.branch_pool(x)]
 
 
-@register_model(
-    "inception_v3", datasets=("imagenet",), input_shape=(3, 299, 299),
-    preprocessing="resize the shorter side to 342, centre crop 299, [0, 1], ImageNet mean/std "
-                  "(saliency_sanity.data.images); the model applies torchvision's transform_input",
-    weights=("torchvision", "file", "random"),
-)
 class InceptionV3(tv_inception.Inception3, SanityModel):
     """Inception v3 with torchvision's parameters and keys, every ReLU its own module.
 
@@ -160,10 +148,7 @@ def _init_modules(module: nn.Module, generator: torch.Generator | None, *, reset
                 if m.bias is not None:
                     m.bias.zero_()
             elif isinstance(m, nn.BatchNorm2d):
-                m.weight.fill_(1.0)
-                m.bias.zero_()
-                if reset_bn_statistics:
-                    m.reset_running_stats()
+                init_batchnorm_(m, reset_bn_statistics)
 
 
 # --------------------------------------------------------------------------- weights
@@ -179,19 +164,8 @@ def expected_hash(path: Path, sha256: str | None) -> str | None:
 
 def verify_weights(path: Path, sha256: str | None = None) -> str:
     """Check a weights file against its expected sha256; returns the file's full sha256."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"Inception v3 weights file {path} does not exist (config key '{WEIGHTS_CONFIG_KEY}')")
-    actual = file_hash(path, "sha256")
-    expected = expected_hash(path, sha256)
-    if expected is None:
-        log.warning("no sha256 to check %s against (set imagenet.weights_sha256); its sha256 is %s", path, actual)
-    elif not hash_matches(actual, expected):
-        raise ChecksumError(
-            f"Inception v3 weights file {path} has sha256 {actual}, expected {expected}; it is corrupt or "
-            f"another file: delete it, or correct 'imagenet.weights_sha256'"
-        )
-    return actual
+    return verify_sha256(path, expected_hash(path, sha256), what="Inception v3 weights file",
+                         config_key=SHA256_CONFIG_KEY)
 
 
 def fetch_weights(
@@ -251,7 +225,7 @@ def load_weights(path: Path, sha256: str | None = None, *, reset_bn_statistics: 
 
 
 def build_inception(
-    weights: str, data_dir: str | os.PathLike = "data", *, sha256: str | None = None, seed: int = 0,
+    weights: str = "torchvision", data_dir: str | os.PathLike = "data", *, sha256: str | None = None, seed: int = 0,
     mirror: str | os.PathLike | None = None, reset_bn_statistics: bool = False,
 ) -> tuple[InceptionV3, dict]:
     """The model for the config value ``imagenet.weights`` (``torchvision``, a path, or ``random``),
@@ -266,15 +240,20 @@ def build_inception(
                    "weights_url": WEIGHTS_URL if weights == "torchvision" else None}
 
 
-def write_checkpoint(settings: dict, data_dir: str | os.PathLike, out: str | os.PathLike,
-                     mirror: str | os.PathLike | None = None) -> dict:
-    """The workflow's model step: build the model of the config's ``imagenet`` section and save it as
-    ``out`` (.pt) with its record (.json), like a trained MNIST model. Returns the record."""
-    section = settings["imagenet"]
-    seed = int(settings.get("seed", 0))
-    model, source = build_inception(section["weights"], data_dir, sha256=section.get("weights_sha256"),
-                                    seed=seed, mirror=mirror)
-    record = {"dataset": "imagenet", "arch": InceptionV3.arch, "seed": seed, **source,
-              "library_versions": library_versions()}
-    save_checkpoint(model, Path(out), record)
-    return record
+def auto_weights(data_dir: str | os.PathLike = "data", mirror: str | os.PathLike | None = None) -> str | None:
+    """``torchvision`` when its weights file is in place (the data folder or the mirror) or its URL
+    answers; else None: the value ``auto`` then leaves Inception v3 out of the run."""
+    target = Path(data_dir) / "imagenet" / "weights" / WEIGHTS_FILE
+    mirror_dir = mirror_folder(mirror)
+    mirrored = mirror_dir / "imagenet" / "weights" / WEIGHTS_FILE if mirror_dir is not None else None
+    if target.is_file() or (mirrored is not None and mirrored.is_file()) or reachable(WEIGHTS_URL):
+        return "torchvision"
+    return None
+
+
+register_model(
+    "inception_v3", datasets=("imagenet",), input_shape=(3, 299, 299),
+    preprocessing=f"{INCEPTION_PREPROCESSING.describe()}; the model applies torchvision's transform_input",
+    weights=("auto", "torchvision", "file", "random"), image_preprocessing=INCEPTION_PREPROCESSING,
+    published=PublishedWeights(build_inception, auto=auto_weights),
+)(InceptionV3)

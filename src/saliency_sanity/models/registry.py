@@ -15,10 +15,25 @@ from typing import Callable
 
 import torch
 
+from saliency_sanity.data.images import ImagePreprocessing
 from saliency_sanity.models.base import SanityModel
 from saliency_sanity.registry import Registry
 
 Builder = Callable[[], SanityModel]
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    """How a model with published weights gets them (:mod:`saliency_sanity.models.published`).
+
+    ``build(weights, data_dir, *, sha256, seed, mirror, reset_bn_statistics) -> (model, record)``
+    builds the model for a config value of its ``weights`` (a named source, a file path, or
+    ``random``). ``auto(data_dir, mirror)`` says which named source the value ``auto`` stands
+    for, or None when no weights can be had (then the run goes on without the model).
+    """
+
+    build: Callable[..., tuple[SanityModel, dict]]
+    auto: Callable[..., str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,8 @@ class ModelSpec:
     preprocessing: str  # how raw data becomes its input (documented in figures and the README)
     weights: tuple[str, ...] = ("trained",)  # trained: by the workflow; else a published checkpoint's sources
     description: str = ""
+    image_preprocessing: ImagePreprocessing | None = None  # natural-image models: how a photo becomes the input
+    published: PublishedWeights | None = None  # models with published weights: how to get them
 
 
 MODELS: Registry[ModelSpec] = Registry("architecture")
@@ -44,13 +61,19 @@ def register_model(
     input_shape: tuple[int, ...],
     preprocessing: str,
     weights: tuple[str, ...] = ("trained",),
+    image_preprocessing: ImagePreprocessing | None = None,
+    published: PublishedWeights | None = None,
 ) -> Callable[[Builder], Builder]:
-    """Register ``build`` (a SanityModel class, or a function returning a fresh model) as ``arch``."""
+    """Register ``build`` (a SanityModel class, or a function returning a fresh model) as ``arch``.
+
+    A model of natural images gives its ``image_preprocessing`` recipe; photos are prepared with it.
+    A model with published weights gives ``published``, how to build it with them.
+    """
 
     def decorator(build: Builder) -> Builder:
         doc = (build.__doc__ or "").strip().split("\n")[0]
         MODELS.add(arch, ModelSpec(arch, build, tuple(datasets), tuple(input_shape), preprocessing,
-                                   tuple(weights), doc))
+                                   tuple(weights), doc, image_preprocessing, published))
         return build
 
     return decorator

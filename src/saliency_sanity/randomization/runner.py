@@ -36,7 +36,7 @@ from saliency_sanity.contracts import MAPS_ARRAYS, SIMILARITY_COLUMNS
 from saliency_sanity.data import DataSource, Examples, load_examples
 from saliency_sanity.harness import Harness
 from saliency_sanity.methods.registry import Method
-from saliency_sanity.models import SanityModel, load_checkpoint, read_record
+from saliency_sanity.models import SanityModel, load_checkpoint, model_spec, read_record
 from saliency_sanity.randomization.modes import RANDOM_LABEL_MODEL, ModeInputs, mode_spec
 from saliency_sanity.runtime import atomic_write, resolve_device, write_npz
 
@@ -51,7 +51,7 @@ class Settings:
     """The parts of the resolved config a randomization test reads, checked up front."""
 
     seed: int
-    n_images: int
+    n_images: int | None  # None: all (natural images)
     explain: str
     batch_size: int | None
     method_params: dict[str, dict[str, Any]]
@@ -68,16 +68,16 @@ class Settings:
         batch_size = config_value(config, "randomization.batch_size", None)
         return cls(
             seed=int(config.get("seed", 0)),
-            n_images=positive_int(config_value(config, "randomization.n_images", 0), "randomization.n_images"),
+            n_images=_optional_positive_int(config_value(config, "randomization.n_images", 0), "randomization.n_images"),
             explain=one_of(config_value(config, "randomization.explain", "predicted"), EXPLAIN, "randomization.explain"),
-            batch_size=None if batch_size is None else positive_int(batch_size, "randomization.batch_size"),
+            batch_size=_optional_positive_int(batch_size, "randomization.batch_size"),
             method_params={name: dict(p or {}) for name, p in (config.get("methods") or {}).items()},
             normalization=config_value(config, "similarity.normalization", None),
             hog_pixels_per_cell=int(config_value(config, "similarity.hog_pixels_per_cell", 7)),
             ssim_gaussian=bool(config_value(config, "similarity.ssim_gaussian", True)),
             batchnorm=one_of(config_value(config, "randomization.batchnorm", "keep"), BATCHNORM, "randomization.batchnorm"),
             images=config.get("images"),
-            grid_images=None if grid_images is None else positive_int(grid_images, "randomization.grid_images"),
+            grid_images=_optional_positive_int(grid_images, "randomization.grid_images"),
         )
 
     def normalization_for(self, dataset: str) -> str:
@@ -87,6 +87,10 @@ class Settings:
     def harness(self) -> Harness:
         """The harness of these settings: every registered method, with the config's parameters."""
         return Harness(self.method_params, seed=self.seed, batch_size=self.batch_size)
+
+
+def _optional_positive_int(value: Any, key: str) -> int | None:
+    return None if value is None else positive_int(value, key)
 
 
 def logits_of(model: SanityModel, images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
@@ -285,8 +289,11 @@ def run_randomization_test(
             Path(random_label_model_path) if random_label_model_path else None, record, torch_device)
     stages = spec.stages(model, ModeInputs(seed=settings.seed, random_label_model=random_label_model))
 
-    source = DataSource(Path(data_dir or config.get("data_dir", "data")), settings.seed, settings.images or {},
-                        settings.n_images)
+    options = dict(settings.images or {})
+    recipe = model_spec(record["arch"]).image_preprocessing
+    if recipe is not None:
+        options["recipe"] = recipe  # natural images, prepared as this model's own input
+    source = DataSource(Path(data_dir or config.get("data_dir", "data")), settings.seed, options, settings.n_images)
     examples = load_examples(dataset, "test", source)
     examples = Examples(examples.images.to(torch_device), examples.labels.to(torch_device), examples.display)
     methods = harness.applicable(model)
