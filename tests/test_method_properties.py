@@ -6,6 +6,7 @@ import copy
 
 import pytest
 import torch
+from torch import nn
 from captum.attr import DeepLift, IntegratedGradients
 
 from saliency_sanity.methods import get_method
@@ -66,6 +67,22 @@ def test_ig_agrees_with_captum(rule, captum_method, model, images, predicted):
         images, baselines=baseline, target=predicted, n_steps=8, method=captum_method
     )
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6 * theirs.abs().max().item())
+
+
+def test_ig_original_rule_is_the_original_codes_endpoint_inclusive_mean():
+    """f(x) = sum x^2, zero baseline: the path gradient at alpha is 2 alpha x, so IG is x^2 times twice
+    the mean of the alphas: exactly x^2 for 0, 1/(n-1), ..., 1 (the original code's points), and
+    x^2 (n + 1) / n for the right rule's 1/n, ..., 1."""
+
+    class SumOfSquares(nn.Module):
+        def forward(self, x):
+            return (x**2).flatten(1).sum(1, keepdim=True)
+
+    x = torch.tensor([[[[1.0, -2.0], [0.5, 3.0]]]], dtype=torch.float64)
+    target, n = torch.zeros(1, dtype=torch.long), 5
+    ig = get_method("integrated_gradients")
+    torch.testing.assert_close(ig(SumOfSquares(), x, target, steps=n, rule="original"), x**2)
+    torch.testing.assert_close(ig(SumOfSquares(), x, target, steps=n, rule="right"), x**2 * (n + 1) / n)
 
 
 def test_ig_rejects_an_unknown_rule_and_a_mismatched_baseline(shipped_models, images):

@@ -95,8 +95,32 @@ def test_a_map_and_its_negation():
     m = _map(2, 9, 9)
     assert sim.spearman_signed(m, -m) == pytest.approx(-1.0)
     assert sim.spearman_abs(m, -m) == pytest.approx(1.0)
-    assert sim.ssim(m, -m) == pytest.approx(1.0)
-    assert sim.hog(m, -m, pixels_per_cell=3) == pytest.approx(1.0)
+    assert sim.ssim(m, -m, structure_input="absolute") == pytest.approx(1.0)
+    assert sim.hog(m, -m, pixels_per_cell=3, structure_input="absolute") == pytest.approx(1.0)
+    # the original's input is the signed map min-max scaled: blind to scale and offset, not to the sign
+    assert sim.ssim(m, 3 * m + 1) == pytest.approx(1.0) and sim.ssim(m, -m) < 0.9
+    assert sim.hog(m, 3 * m + 1, pixels_per_cell=3) == pytest.approx(1.0)
+
+
+def test_the_original_structure_input_is_scikit_images_multichannel_ssim_and_hog_of_the_minmax_map():
+    from skimage.feature import hog
+    from skimage.metrics import structural_similarity
+
+    a, b = _map(3, 3, 32, 30), _map(3, 3, 32, 30)
+    prepared = [sim.prepare(m, hog_pixels_per_cell=8) for m in (a, b)]
+    for raw, p in zip((a, b), prepared):  # by hand, as the original: float32, (m - min) / (max - min) over all channels
+        raw = raw.astype(np.float32)
+        low, high = raw.min(axis=(1, 2, 3), keepdims=True), raw.max(axis=(1, 2, 3), keepdims=True)
+        np.testing.assert_array_equal(p.structure, (raw - low) / (high - low))
+    x, y = (np.moveaxis(p.structure, 1, -1).astype(np.float64) for p in prepared)  # (N, H, W, C)
+    ssim_expected = [structural_similarity(u, v, gaussian_weights=True, channel_axis=-1, data_range=2.0)
+                     for u, v in zip(x, y)]
+    np.testing.assert_allclose(sim.compare(*prepared, ["ssim"])["ssim"], ssim_expected, rtol=1e-12)
+    features = [[hog(u, pixels_per_cell=(8, 8), cells_per_block=(3, 3), channel_axis=-1) for u in z] for z in (x, y)]
+    hog_expected = sim.spearman(np.array(features[0]), np.array(features[1]))
+    np.testing.assert_allclose(sim.compare(*prepared, ["hog"])["hog"], hog_expected, rtol=1e-12)
+    with pytest.raises(ValueError, match="similarity.structure_input"):
+        sim.prepare(a, structure_input="signed")
 
 
 def test_constant_maps_follow_the_documented_rule():
@@ -106,6 +130,7 @@ def test_constant_maps_follow_the_documented_rule():
     assert sim.spearman_abs(constant, other) == 0.0
     assert sim.spearman_signed(other, constant) == 0.0
     assert sim.hog(constant, other, pixels_per_cell=4) == 0.0  # a flat map has no gradients
+    assert sim.hog(constant, other, pixels_per_cell=4, structure_input="absolute") == 0.0
     assert not np.isnan(sim.spearman(np.ones((2, 4)), np.zeros((2, 4)))).any()
 
 

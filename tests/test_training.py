@@ -13,7 +13,14 @@ from torch import nn
 
 from saliency_sanity.data import write_idx
 from saliency_sanity.models import build_model, load_checkpoint
-from saliency_sanity.training import evaluate, make_scheduler, resolve_settings, train_model, training_data
+from saliency_sanity.training import (
+    evaluate,
+    init_seed,
+    make_scheduler,
+    resolve_settings,
+    train_model,
+    training_data,
+)
 
 N_TRAIN, N_TEST = 64, 16
 SETTINGS = {
@@ -23,7 +30,7 @@ SETTINGS = {
     "random_labels": {"train_size": 24, "cnn": {"epochs": 2, "lr": 1e-3}, "mlp": {"epochs": 1, "lr": 1e-4}},
 }
 RECORD_KEYS = {
-    "dataset", "arch", "labels", "seed", "epochs", "lr", "batch_size", "train_size", "train_acc",
+    "dataset", "arch", "labels", "seed", "init_seed", "epochs", "lr", "batch_size", "train_size", "train_acc",
     "test_acc", "val_acc", "wall_seconds", "device", "library_versions",
 }
 
@@ -89,6 +96,19 @@ def test_random_labels_trains_on_a_permuted_subset(data_dir: Path, tmp_path: Pat
     record = train_model("mnist", "cnn", "random", SETTINGS, data_dir, tmp_path / "r.pt", device="cpu")
     assert (record["labels"], record["train_size"], record["epochs"]) == ("random", 24, 2)
     assert record["train_acc"] == evaluate(load_checkpoint(tmp_path / "r.pt"), x, y)
+
+
+def test_the_random_label_model_starts_from_its_own_weights_unless_shared() -> None:
+    true, random = resolve_settings(SETTINGS, "cnn", "true"), resolve_settings(SETTINGS, "cnn", "random")
+    assert random.init == "independent" and init_seed(5, true) == 5 and init_seed(5, random) != 5
+    first = build_model("cnn", init_seed(5, true)).conv1.weight
+    assert not torch.equal(first, build_model("cnn", init_seed(5, random)).conv1.weight)
+    shared = copy.deepcopy(SETTINGS)
+    shared["random_labels"]["init"] = "shared"
+    assert init_seed(5, resolve_settings(shared, "cnn", "random")) == 5
+    shared["random_labels"]["init"] = "same"
+    with pytest.raises(ValueError, match="training.random_labels.init"):
+        resolve_settings(shared, "cnn", "random")
 
 
 def test_true_labels_train_size_is_optional(data_dir: Path) -> None:

@@ -18,8 +18,9 @@ HOG_EPS = 1e-5  # scikit-image's block-normalization epsilon
 HOG_CLIP = 0.2  # L2-Hys: clip, then renormalize
 
 
-def ssim(a: np.ndarray, b: np.ndarray, *, window: int, gaussian: bool) -> np.ndarray:
-    """``structural_similarity(x, y, data_range=1, gaussian_weights=gaussian, win_size=window)`` per image pair.
+def ssim(a: np.ndarray, b: np.ndarray, *, window: int, gaussian: bool, data_range: float = 1.0) -> np.ndarray:
+    """``structural_similarity(x, y, data_range=data_range, gaussian_weights=gaussian, win_size=window)``
+    per image pair (N, H, W).
 
     Every filter runs once over the batch (scipy.ndimage skips the batch axis: sigma or size 0
     there), with scikit-image's sample covariance; each image's mean is taken over its own
@@ -37,7 +38,7 @@ def ssim(a: np.ndarray, b: np.ndarray, *, window: int, gaussian: bool) -> np.nda
     vx = cov_norm * (smooth(a * a) - ux * ux)
     vy = cov_norm * (smooth(b * b) - uy * uy)
     vxy = cov_norm * (smooth(a * b) - ux * uy)
-    c1, c2 = SSIM_K1**2, SSIM_K2**2  # (K x data_range)^2 with data_range 1
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
     scores = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
     pad = (window - 1) // 2
     return np.array([image[pad:-pad, pad:-pad].mean(dtype=np.float64) for image in scores])
@@ -46,17 +47,25 @@ def ssim(a: np.ndarray, b: np.ndarray, *, window: int, gaussian: bool) -> np.nda
 def hog(images: np.ndarray, *, orientations: int, pixels_per_cell: int, cells_per_block: int) -> np.ndarray:
     """``hog(image, orientations, (p, p), (c, c), block_norm="L2-Hys", feature_vector=True)`` per image: (N, F).
 
-    As scikit-image: central-difference gradients (zero on the border rows and columns),
-    orientations in [0, 180) degrees; each cell sums the magnitudes of its pixels in each
+    ``images``: (N, H, W), or (N, C, H, W) for ``hog(..., channel_axis=-1)`` of each (H, W, C) image.
+    As scikit-image: central-difference gradients (zero on the border rows and columns), of the
+    channel with the largest gradient magnitude at each pixel (the first on ties), orientations in
+    [0, 180) degrees; each cell sums the magnitudes of its pixels in each
     orientation bin, row by row, in a float32 accumulator (scikit-image's Cython loop), and divides
     by its area; then each block is L2-Hys normalized.
     """
-    n, height, width = images.shape
+    channels = images if images.ndim == 4 else images[:, None]
+    n, _, height, width = channels.shape
     p, block = pixels_per_cell, cells_per_block
-    g_row = np.zeros_like(images)
-    g_row[:, 1:-1, :] = images[:, 2:, :] - images[:, :-2, :]
-    g_col = np.zeros_like(images)
-    g_col[:, :, 1:-1] = images[:, :, 2:] - images[:, :, :-2]
+    g_row = np.zeros_like(channels)
+    g_row[..., 1:-1, :] = channels[..., 2:, :] - channels[..., :-2, :]
+    g_col = np.zeros_like(channels)
+    g_col[..., :, 1:-1] = channels[..., :, 2:] - channels[..., :, :-2]
+    if channels.shape[1] > 1:  # the strongest channel at each pixel, as scikit-image picks it
+        strongest = np.hypot(g_row, g_col).argmax(axis=1)[:, None]
+        g_row = np.take_along_axis(g_row, strongest, axis=1)
+        g_col = np.take_along_axis(g_col, strongest, axis=1)
+    g_row, g_col = g_row[:, 0], g_col[:, 0]
     magnitude = np.hypot(g_col, g_row)
     orientation = np.rad2deg(np.arctan2(g_row, g_col)) % 180
     per_bin = 180.0 / orientations

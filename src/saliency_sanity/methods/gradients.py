@@ -15,7 +15,7 @@ from saliency_sanity.methods.common import batch_slices, chunked
 from saliency_sanity.methods.registry import register
 from saliency_sanity.methods.reuse import memoize
 
-RIEMANN_RULES = ("right", "midpoint")
+RIEMANN_RULES = ("right", "midpoint", "original")
 
 
 def _target_logit_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -73,7 +73,9 @@ def gradient_x_input(
 
 
 def riemann_alphas(steps: int, rule: str, x: torch.Tensor) -> torch.Tensor:
-    """Interpolation coefficients of the path: right k/steps or midpoint (k - 1/2)/steps, k = 1..steps."""
+    """Interpolation coefficients of the path, each point weighted 1/steps: right k/steps or midpoint
+    (k - 1/2)/steps, k = 1..steps; or ``original``, the original code's ``steps`` evenly spaced points
+    from 0 to 1, endpoints included ((k - 1)/(steps - 1), PAIR saliency's IntegratedGradients)."""
     if steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     k = torch.arange(1, steps + 1, device=x.device, dtype=x.dtype)
@@ -81,6 +83,8 @@ def riemann_alphas(steps: int, rule: str, x: torch.Tensor) -> torch.Tensor:
         return k / steps
     if rule == "midpoint":
         return (k - 0.5) / steps
+    if rule == "original":
+        return torch.linspace(0.0, 1.0, steps, device=x.device, dtype=x.dtype)
     raise ValueError(f"unknown Riemann rule {rule!r}; choose one of {RIEMANN_RULES}")
 
 
@@ -97,9 +101,11 @@ def integrated_gradients(
 ) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) by a Riemann sum over the straight path.
 
-    (x - x') * mean_k grad(x' + alpha_k (x - x')), alpha_k from :func:`riemann_alphas`
-    (right rule by default, as the IG paper and Adebayo et al.). The B x steps path points
-    are built chunk by chunk, so at most ``batch_size`` of them exist at once.
+    (x - x') * mean_k grad(x' + alpha_k (x - x')), alpha_k from :func:`riemann_alphas`: the
+    right rule by default (the IG paper's formula); ``rule="original"`` is what the code Adebayo et
+    al. used computed (``steps`` evenly spaced points from 0 to 1, endpoints included, each weighted
+    1/steps). The B x steps path points are built chunk by chunk, so at most ``batch_size`` of them
+    exist at once.
     """
     base = resolve_baseline(x, baseline)
     alphas = riemann_alphas(steps, rule, x)

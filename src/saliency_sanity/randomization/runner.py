@@ -58,6 +58,7 @@ class Settings:
     normalization: str | None
     hog_pixels_per_cell: int
     ssim_gaussian: bool
+    structure_input: str
     batchnorm: str = "keep"
     images: dict[str, Any] | None = None  # natural-image source (ImageNet models): source, labels, size
     grid_images: int | None = None  # images whose maps the archive keeps at every stage (first n); None: all
@@ -75,6 +76,8 @@ class Settings:
             normalization=config_value(config, "similarity.normalization", None),
             hog_pixels_per_cell=int(config_value(config, "similarity.hog_pixels_per_cell", 7)),
             ssim_gaussian=bool(config_value(config, "similarity.ssim_gaussian", True)),
+            structure_input=one_of(config_value(config, "similarity.structure_input", "original"),
+                                   similarity.STRUCTURE_INPUTS, "similarity.structure_input"),
             batchnorm=one_of(config_value(config, "randomization.batchnorm", "keep"), BATCHNORM, "randomization.batchnorm"),
             images=config.get("images"),
             grid_images=_optional_positive_int(grid_images, "randomization.grid_images"),
@@ -156,7 +159,8 @@ def run_stages(
             clock = time.perf_counter()
             prepared = similarity.prepare(maps.cpu().numpy(), normalization=normalization,
                                           hog_pixels_per_cell=settings.hog_pixels_per_cell,
-                                          ssim_gaussian=settings.ssim_gaussian)
+                                          ssim_gaussian=settings.ssim_gaussian,
+                                          structure_input=settings.structure_input)
             reference.setdefault(name, prepared)
             stage_scores[name] = similarity.compare(reference[name], prepared)
             stage_maps.append(KeptMaps.of(prepared, None if stage.index == 0 else settings.grid_images))
