@@ -123,3 +123,13 @@ def test_the_imagenet_sections_of_the_presets():
     assert paper["n_images"] == 200 and paper["images"] is None  # the user's ImageNet folder
     assert paper["methods"]["integrated_gradients"]["steps"] == 50
     assert paper["methods"]["smoothgrad"]["n_samples"] == 50
+
+
+def test_imagenet_captions_name_the_weights_as_resolved():
+    from saliency_sanity.config import figure_notes
+
+    config = resolve_config("default", workflow_dir=WORKFLOW_DIR)
+    assert "inception_v3.weights: auto" in figure_notes(config, "imagenet", "inception_v3")
+    assert "inception_v3.weights: torchvision" in figure_notes(config, "imagenet", "inception_v3", "torchvision")
+    untrained = resolve_config("smoke", workflow_dir=WORKFLOW_DIR)
+    assert "UNTRAINED inception_v3" in figure_notes(untrained, "imagenet", "inception_v3", "random")

@@ -209,12 +209,16 @@ def randomize_settings(config: Mapping[str, Any], dataset: str, arch: str | None
     return settings
 
 
-def figure_notes(config: Mapping[str, Any], dataset: str, arch: str | None = None) -> str:
-    """Caption notes of a model's figures: how the preset departs from the paper; untrained weights are always said."""
+def figure_notes(config: Mapping[str, Any], dataset: str, arch: str | None = None, weights: str | None = None) -> str:
+    """Caption notes of a model's figures: how the preset departs from the paper; untrained weights are always said.
+
+    ``weights``: the ImageNet model's weights as the run resolved them (``auto`` stands for a source);
+    default: the config's value.
+    """
     if dataset != "imagenet":
         return config["figures"]["notes"]
     notes = config["imagenet"]["notes"]
-    weights = ((config["imagenet"].get("models") or {}).get(arch) or {}).get("weights")
+    weights = weights or ((config["imagenet"].get("models") or {}).get(arch) or {}).get("weights")
     if weights == "random":
         return notes + (f". UNTRAINED {arch} (imagenet.models.{arch}.weights: random): a check of the pipeline, "
                         "not the paper's result")

@@ -14,7 +14,8 @@ def figure_notes_of(wildcards):
     """How the run departs from the paper, for the caption."""
     if FIGURES[wildcards.figure].model is not None:
         return config["theory"]["notes"]
-    return figure_notes(config, RUNS[wildcards.model][0], RUNS[wildcards.model][1])
+    dataset, arch, _ = RUNS[wildcards.model]
+    return figure_notes(config, dataset, arch, IMAGENET_RUNS.models.get(arch, {}).get("weights"))
 
 
 rule figure:
