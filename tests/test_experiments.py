@@ -23,7 +23,7 @@ from saliency_sanity.similarity import METRICS
 
 N_IMAGES = 3
 LABELS = torch.tensor([3, 7, 1, 0, 9])
-METHODS = ["grad", "edges", "noise", "cam"]
+METHODS = ["grad", "edges", "noise", "cam", "half"]
 CALLS: list[tuple[str, dict]] = []
 REAL_METHODS = dict(registry.METHODS)  # the built-in methods, registered by importing the package
 
@@ -49,6 +49,14 @@ def _register_cheap_methods() -> None:
     @registry.register("cam", requires=("gradcam_layer",))
     def cam(model, x, target):
         return x * target[:, None, None, None]
+
+    @registry.register("half", needs_baseline=True, completeness=True)
+    def half(model, x, target, *, baseline=None):
+        """A map that sums to half of f(x) - f(x'), spread in proportion to x + 1: completeness error 0.5."""
+        with torch.no_grad():
+            delta = model(x).gather(1, target[:, None]) - model(baseline).gather(1, target[:, None])
+        weights = (x + 1) / (x + 1).flatten(1).sum(1).view(-1, 1, 1, 1)
+        return 0.5 * delta.view(-1, 1, 1, 1) * weights
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -151,7 +159,7 @@ def _direct_grad_maps(data: dict[str, np.ndarray], normalization: str) -> tuple[
 def test_maps_archive_keys_shapes_and_contents(cascaded):
     data = _archive(cascaded[2])
     assert set(data) == {"images", "labels", "methods", "stages", *MAP_ARRAYS, "normalization", "targets",
-                         "predictions", "dataset", "model", "mode"}  # no display: MNIST has none
+                         "predictions", "dataset", "model", "mode", "completeness"}  # no display: MNIST has none
     m, s = len(METHODS), 5
     assert data["images"].shape == (N_IMAGES, 1, 28, 28) and data["images"].dtype == np.float32
     assert data["labels"].tolist() == LABELS[:N_IMAGES].tolist() and data["labels"].dtype == np.int64
@@ -247,6 +255,14 @@ def test_methods_get_config_params_batch_size_baseline_and_model_free_maps_are_r
     assert [name for name, _ in calls].count("edges") == 1
 
 
+def test_each_map_of_a_complete_method_has_its_completeness_error_recorded(cascaded):
+    with np.load(cascaded[2]) as data:
+        errors, methods = data["completeness"], data["methods"].tolist()
+    assert errors.shape == (len(METHODS), 5, N_IMAGES)
+    np.testing.assert_allclose(errors[methods.index("half")], 0.5, rtol=1e-5)
+    assert np.isnan(np.delete(errors, methods.index("half"), axis=0)).all()
+
+
 def test_two_runs_write_identical_files(tmp_path, models, cascaded):
     _, csv_a, maps_a, _ = cascaded
     _, csv_b, maps_b = _run(tmp_path, models["cnn"])
@@ -294,9 +310,9 @@ def test_a_method_that_does_not_apply_is_skipped(tmp_path, models, caplog):
     assert "skipping cam" in caplog.text
     assert "cam" not in set(table.method)
     with np.load(out_maps) as data:
-        assert data["methods"].tolist() == ["grad", "edges", "noise"]
-        assert data["maps_abs"].shape[:2] == data["maps_signed"].shape[:2] == (3, 5)
-        assert data["original_abs"].shape[0] == 3
+        assert data["methods"].tolist() == ["grad", "edges", "noise", "half"]
+        assert data["maps_abs"].shape[:2] == data["maps_signed"].shape[:2] == (4, 5)
+        assert data["original_abs"].shape[0] == 4
 
 
 def test_bad_mode_and_missing_record_are_clear_errors(tmp_path, models):

@@ -10,6 +10,8 @@ from torch import nn
 from captum.attr import DeepLift, IntegratedGradients
 
 from saliency_sanity.methods import get_method
+from saliency_sanity.methods.completeness import completeness_error as relative_completeness_error
+from saliency_sanity.methods.gradients import refined_alphas, riemann_alphas
 from saliency_sanity.methods.smoothing import relative_sigma, smooth
 from saliency_sanity.models import MnistCNN
 
@@ -30,9 +32,8 @@ def completeness_gaps(attributions: torch.Tensor, model, x, baseline, target) ->
 
 
 def completeness_error(attributions: torch.Tensor, model, x, baseline, target) -> torch.Tensor:
-    """Completeness gap relative to |f(x) - f(x')|, per image."""
-    gap, delta = completeness_gaps(attributions, model, x, baseline, target)
-    return gap / delta
+    """Completeness gap relative to |f(x) - f(x')|, per image (the library's measure)."""
+    return relative_completeness_error(attributions, target_logit(model, x, target), target_logit(model, baseline, target))
 
 
 # Integrated Gradients ----------------------------------------------------------------------
@@ -83,6 +84,65 @@ def test_ig_original_rule_is_the_original_codes_endpoint_inclusive_mean():
     ig = get_method("integrated_gradients")
     torch.testing.assert_close(ig(SumOfSquares(), x, target, steps=n, rule="original"), x**2)
     torch.testing.assert_close(ig(SumOfSquares(), x, target, steps=n, rule="right"), x**2 * (n + 1) / n)
+
+
+def test_completeness_error_against_hand_computed_values():
+    maps = torch.tensor([[[1.0, 2.0]], [[0.0, 0.0]], [[1.0, 0.0]], [[-1.0, 0.5]]])
+    f_x, f_base = torch.tensor([5.0, 2.0, 2.0, 1.0]), torch.tensor([1.0, 2.0, 2.0, 2.0])
+    # |3 - 4| / 4; delta 0 with a zero map; delta 0 with a map summing to 1; |-0.5 - (-1)| / 1
+    expected = torch.tensor([0.25, 0.0, torch.inf, 0.5], dtype=torch.float64)
+    assert torch.equal(relative_completeness_error(maps, f_x, f_base), expected)
+
+
+@pytest.mark.parametrize("rule", ["right", "midpoint", "original"])
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_a_refined_path_keeps_every_point_of_the_coarser_one(rule, steps):
+    x = torch.zeros(1, dtype=torch.float64)
+    finer, new = refined_alphas(steps, rule, x)
+    assert finer > steps
+    union = torch.cat([riemann_alphas(steps, rule, x), new]).sort().values
+    torch.testing.assert_close(union, riemann_alphas(finer, rule, x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["right", "midpoint"])
+def test_adaptive_ig_refines_each_image_until_complete_and_equals_fixed_ig_there(rule, model, images, predicted):
+    ig = get_method("integrated_gradients")
+    baseline = torch.full_like(images, 0.5)
+    f_x, f_base = target_logit(model, images, predicted), target_logit(model, baseline, predicted)
+    tolerance, start = 0.01, 2
+    adaptive = ig(model, images, predicted, baseline=baseline, steps=start, rule=rule, tolerance=tolerance,
+                  max_steps=400, batch_size=64)
+    chain, reached = [start], []
+    while chain[-1] * 3 <= 400:
+        chain.append(refined_alphas(chain[-1], rule, images)[0])
+    fixed = {n: ig(model, images, predicted, baseline=baseline, steps=n, rule=rule) for n in chain}
+    for i in range(len(images)):
+        # each image's map is fixed IG at the first step count of the chain that met the tolerance
+        for n in chain:
+            error = relative_completeness_error(fixed[n][i:i + 1], f_x[i:i + 1], f_base[i:i + 1]).item()
+            if error <= tolerance:
+                break
+        torch.testing.assert_close(adaptive[i], fixed[n][i], rtol=1e-4, atol=1e-6 * fixed[n][i].abs().max().item())
+        reached.append(n)
+    errors = relative_completeness_error(adaptive, f_x, f_base)
+    assert max(reached) > start
+    assert all(error <= tolerance or n == chain[-1] for error, n in zip(errors, reached))
+
+
+def test_adaptive_ig_stops_at_max_steps():
+    """f(x) = sum relu(x - 0.3) on a zero baseline: the integrand jumps at alpha = 0.3 / x, so a right sum
+    is never exact; at max_steps the refinement stops and returns the sum it reached."""
+
+    class Kinked(nn.Module):
+        def forward(self, x):
+            return torch.relu(x - 0.3).flatten(1).sum(1, keepdim=True)
+
+    x, target, ig = torch.full((1, 1, 1, 3), 0.7, dtype=torch.float64), torch.zeros(1, dtype=torch.long), \
+        get_method("integrated_gradients")
+    adaptive = ig(Kinked(), x, target, steps=3, tolerance=1e-9, max_steps=24)
+    torch.testing.assert_close(adaptive, ig(Kinked(), x, target, steps=24))
+    with pytest.raises(ValueError, match="tolerance"):
+        ig(Kinked(), x, target, tolerance=0.0)
 
 
 def test_ig_rejects_an_unknown_rule_and_a_mismatched_baseline(shipped_models, images):

@@ -28,7 +28,7 @@ SIMILARITY_COLUMNS = ("dataset", "model", "mode", "stage", "stage_index", "metho
 MAPS_ARRAYS = ("images", "labels", "methods", "stages", "original_abs", "original_signed", "maps_abs", "maps_signed",
                "targets", "predictions")
 MAPS_NAMES = ("dataset", "model", "mode", "normalization")
-MAPS_OPTIONAL = ("display",)
+MAPS_OPTIONAL = ("display", "completeness")
 NORMALIZATIONS = ("max", "percentile")  # how the archived maps were scaled (saliency_sanity.similarity)
 
 THEORY_PREFIX = "theory_"

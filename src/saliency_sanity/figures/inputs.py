@@ -52,6 +52,7 @@ class MapSet:
     mode: str
     normalization: str
     display: np.ndarray | None = None  # (images, C, H, W) in [0, 1]: the input as figures show it
+    completeness: np.ndarray | None = None  # (methods, stages, images): completeness error, NaN where undefined
 
     @property
     def n_images(self) -> int:
@@ -124,6 +125,7 @@ def load_maps(path: Path) -> MapSet:
         targets=arrays["targets"],
         predictions=arrays["predictions"],
         display=arrays.get("display"),
+        completeness=arrays.get("completeness"),
         **{k: str(arrays[k][()]) for k in NPZ_NAMES},
     )
     _check_shapes(maps)
@@ -161,6 +163,9 @@ def _check_shapes(m: MapSet) -> None:
     for key in ("targets", "predictions"):
         if getattr(m, key).shape != (len(m.stages), n):
             raise FigureInputError(f"{m.path}: {key} has shape {getattr(m, key).shape}, expected {(len(m.stages), n)}")
+    if m.completeness is not None and m.completeness.shape != (methods, stages, n):
+        raise FigureInputError(f"{m.path}: completeness has shape {m.completeness.shape}, expected (methods, stages, "
+                               f"images) = {(methods, stages, n)}")
     if m.labels.shape != (n,):
         raise FigureInputError(f"{m.path}: labels has shape {m.labels.shape}, expected {(n,)}")
 

@@ -143,6 +143,35 @@ def _accuracy_text(m: MapSet) -> str:
             "(\u2713 correct, \u2717 wrong in the panels).")
 
 
+def _percent(value: float) -> str:
+    """A fraction as a percentage with two significant digits below 10 %, whole percents above."""
+    if not np.isfinite(value):
+        return "inf"
+    return f"{100 * value:.2g} %" if 100 * value < 10 else f"{100 * value:.0f} %"
+
+
+def _completeness_text(m: MapSet, tolerance: float = 0.05) -> str:
+    """What the caption says of the completeness error the runner recorded (IG, DeepLIFT), if any."""
+    if m.completeness is None:
+        return ""
+    parts = []
+    for index, method in enumerate(m.methods):
+        errors = m.completeness[index]
+        if np.isnan(errors).all():
+            continue
+        first = errors[0]
+        parts.append(f"{style.method_label(method)} median {_percent(np.median(first))}, max {_percent(first.max())} "
+                     f"({int((first <= tolerance).sum())} of {first.size} maps within {_percent(tolerance)}) for "
+                     f"the original model, median {_percent(np.median(errors))} over all stages")
+    return ("Completeness error |sum of the map - (f(x) - f(baseline))| / |f(x) - f(baseline)|: "
+            + "; ".join(parts) + ".") if parts else ""
+
+
+def _model_facts(m: MapSet) -> str:
+    """The caption's facts about the run's model: its accuracy and, for path methods, completeness."""
+    return " ".join(part for part in (_accuracy_text(m), _completeness_text(m)) if part)
+
+
 def _pick_images(m: MapSet, n_images: int, *, every_stage: bool = False) -> list[int]:
     """The first n images; with ``every_stage``, only those whose maps the archive keeps at every stage."""
     return list(range(min(n_images, m.grid_images if every_stage else m.n_images)))
@@ -169,7 +198,7 @@ def methods_vs_edges(data: dict, model: str, *, n_images: int = 3) -> tuple[Figu
     map_colorbar(fig, axes[:, 1:], False, m.normalization)
     fig.suptitle(f"{model}: saliency maps of the original (unrandomized) model vs. model-free controls (grey titles)")
     facts = (f"Test images {_list(images)}. {_normalization_text(False, m.normalization)} {_explained_class(m)} "
-             f"{_accuracy_text(m)}")
+             f"{_model_facts(m)}")
     return fig, facts
 
 
@@ -203,7 +232,7 @@ def cascading_grid(data: dict, model: str, *, image: int = 0, signed: bool = Fal
     fig.suptitle(f"{model}: cascading randomization, {kind} maps (columns: randomized down to this block)")
     facts = (f"Test image {image} (label {m.labels[image]}); the column title gives the block randomized last "
              f"(with all blocks above it) and that model's prediction. {_normalization_text(signed, m.normalization)} "
-             f"{_explained_class(m)} {_accuracy_text(m)}")
+             f"{_explained_class(m)} {_model_facts(m)}")
     return fig, facts
 
 
@@ -274,7 +303,7 @@ def similarity_curves(data: dict, model: str, *, mode: str) -> tuple[Figure, str
     facts = (f"Mean over {_n_images(table)} test images; bands: 95 % bootstrap confidence interval of the "
              f"mean ({N_BOOT} resamples). Dashed: model-free controls.")
     if f"{mode}_maps" in data:
-        facts += " " + _accuracy_text(data[f"{mode}_maps"])
+        facts += " " + _model_facts(data[f"{mode}_maps"])
     return fig, facts
 
 
@@ -300,7 +329,7 @@ def label_randomization(data: dict, model: str, *, n_images: int = 2, signed: bo
     fig.suptitle(f"{model}: data randomization (true vs. random labels)")
     n = _n_images(table)
     facts = (f"Top: test images {_list(images)}. {_normalization_text(signed, m.normalization)} {_explained_class(m)} "
-             f"{_accuracy_text(m)} Bottom: mean over {n} test images; "
+             f"{_model_facts(m)} Bottom: mean over {n} test images; "
              f"whiskers: 95 % bootstrap confidence interval ({N_BOOT} resamples); hatched: model-free controls.")
     return fig, facts
 

@@ -81,7 +81,7 @@ def _multipliers(model: nn.Module, x: torch.Tensor, target: torch.Tensor, base: 
     return grad
 
 
-@register("deeplift_rescale", needs_baseline=True)
+@register("deeplift_rescale", needs_baseline=True, completeness=True)
 def deeplift_rescale(
     model: nn.Module,
     x: torch.Tensor,

@@ -12,6 +12,7 @@ from torch import nn
 
 from saliency_sanity.baselines import resolve_baseline
 from saliency_sanity.methods.common import batch_slices, chunked
+from saliency_sanity.methods.completeness import completeness_error, logits_of, target_logits
 from saliency_sanity.methods.registry import register
 from saliency_sanity.methods.reuse import memoize
 
@@ -88,7 +89,42 @@ def riemann_alphas(steps: int, rule: str, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown Riemann rule {rule!r}; choose one of {RIEMANN_RULES}")
 
 
-@register("integrated_gradients", needs_baseline=True)
+def refined_alphas(steps: int, rule: str, x: torch.Tensor) -> tuple[int, torch.Tensor]:
+    """The next finer grid of ``rule`` that contains the grid of ``steps`` points, as (its step count,
+    its points not in the coarser grid): right k/n -> j/2n (the odd j are new), midpoint
+    (k - 1/2)/n -> (j - 1/2)/3n (j not 2 mod 3 are new), original i/(n - 1) -> i/(2n - 2) (odd i).
+    A refinement thus reuses every gradient already taken."""
+    if rule not in RIEMANN_RULES:
+        raise ValueError(f"unknown Riemann rule {rule!r}; choose one of {RIEMANN_RULES}")
+    if rule == "original" and steps == 1:  # the single point 0 -> both endpoints
+        return 2, torch.ones(1, device=x.device, dtype=x.dtype)
+    finer = {"right": 2 * steps, "midpoint": 3 * steps, "original": 2 * steps - 1}[rule]
+    j = torch.arange(1, finer + 1, device=x.device, dtype=x.dtype)
+    if rule == "right":
+        return finer, j[j % 2 == 1] / finer
+    if rule == "midpoint":
+        return finer, (j[j % 3 != 2] - 0.5) / finer
+    i = j[:-1]  # original: i = 1 .. finer - 1
+    return finer, i[i % 2 == 1] / (finer - 1)
+
+
+def _path_gradient_sums(
+    model: nn.Module, base: torch.Tensor, delta: torch.Tensor, target: torch.Tensor, alphas: torch.Tensor,
+    batch_size: int | None,
+) -> torch.Tensor:
+    """sum_k grad f(x' + alpha_k (x - x')) per example, the B x K path points built chunk by chunk."""
+    steps = alphas.shape[0]
+    summed = torch.zeros_like(base)
+    for s in batch_slices(base.shape[0] * steps, batch_size):
+        flat = torch.arange(s.start, s.stop, device=base.device)
+        example, step = flat // steps, flat % steps
+        alpha = alphas[step].view(-1, *([1] * (base.dim() - 1)))
+        points = base[example] + alpha * delta[example]
+        summed.index_add_(0, example, _target_logit_gradients(model, points, target[example]))
+    return summed
+
+
+@register("integrated_gradients", needs_baseline=True, completeness=True)
 def integrated_gradients(
     model: nn.Module,
     x: torch.Tensor,
@@ -97,6 +133,8 @@ def integrated_gradients(
     baseline: torch.Tensor | None = None,
     steps: int = 50,
     rule: str = "right",
+    tolerance: float | None = None,
+    max_steps: int = 400,
     batch_size: int | None = None,
 ) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) by a Riemann sum over the straight path.
@@ -106,15 +144,30 @@ def integrated_gradients(
     al. used computed (``steps`` evenly spaced points from 0 to 1, endpoints included, each weighted
     1/steps). The B x steps path points are built chunk by chunk, so at most ``batch_size`` of them
     exist at once.
+
+    With a ``tolerance``, ``steps`` is where each example starts: while an example's completeness
+    error (:func:`~saliency_sanity.methods.completeness.completeness_error`) is above it, its path is
+    refined (:func:`refined_alphas`, reusing every gradient taken) up to ``max_steps``, so easy
+    images stop early and hard ones get more points.
     """
     base = resolve_baseline(x, baseline)
-    alphas = riemann_alphas(steps, rule, x)
     delta = x - base
-    summed = torch.zeros_like(x)
-    for s in batch_slices(x.shape[0] * steps, batch_size):
-        flat = torch.arange(s.start, s.stop, device=x.device)
-        example, step = flat // steps, flat % steps
-        alpha = alphas[step].view(-1, *([1] * (x.dim() - 1)))
-        points = base[example] + alpha * delta[example]
-        summed.index_add_(0, example, _target_logit_gradients(model, points, target[example]))
-    return delta * summed / steps
+    summed = _path_gradient_sums(model, base, delta, target, riemann_alphas(steps, rule, x), batch_size)
+    if tolerance is None:
+        return delta * summed / steps
+    if not tolerance > 0:
+        raise ValueError(f"tolerance must be a positive number or None, got {tolerance}")
+    counts = torch.full((x.shape[0],), steps, device=x.device)
+    f_x, f_base = (target_logits(logits_of(model, z, batch_size), target) for z in (x, base))
+    active = torch.arange(x.shape[0], device=x.device)
+    while True:
+        scale = counts[active].view(-1, *([1] * (x.dim() - 1)))
+        errors = completeness_error(delta[active] * summed[active] / scale, f_x[active], f_base[active])
+        active = active[errors > tolerance]
+        finer, new_alphas = refined_alphas(steps, rule, x)
+        if active.numel() == 0 or finer > max_steps:
+            break
+        summed[active] += _path_gradient_sums(model, base[active], delta[active], target[active], new_alphas,
+                                              batch_size)
+        counts[active], steps = finer, finer
+    return delta * summed / counts.view(-1, *([1] * (x.dim() - 1)))

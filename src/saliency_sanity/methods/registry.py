@@ -35,6 +35,9 @@ class Method:
     name: str
     fn: MethodFn
     needs_baseline: bool = False
+    # The maps sum to f(x) - f(baseline) for the target logit (completeness, summation-to-delta);
+    # the runner records how far each map is from it (saliency_sanity.completeness).
+    completeness: bool = False
     model_free: bool = False
     stochastic: bool = False
     requires: frozenset[str] = field(default_factory=frozenset)
@@ -127,8 +130,14 @@ class BoundMethod:
         if self.method.stochastic:
             params["generator"] = self.context.generator(self.method.noise_key, x.device)
         if self.baseline is not None:
-            params["baseline"] = make_baseline(self.baseline, x, self.context, f"methods.{self.name}.baseline")
+            params["baseline"] = self.baseline_for(x)
         return self.method(model, x, target, **params)
+
+    def baseline_for(self, x: torch.Tensor) -> torch.Tensor:
+        """The configured baseline of a path method for inputs x (an error for other methods)."""
+        if self.baseline is None:
+            raise ValueError(f"method {self.name!r} takes no baseline")
+        return make_baseline(self.baseline, x, self.context, f"methods.{self.name}.baseline")
 
 
 class preserved_state:
@@ -157,6 +166,7 @@ def register(
     name: str,
     *,
     needs_baseline: bool = False,
+    completeness: bool = False,
     model_free: bool = False,
     stochastic: bool = False,
     requires: tuple[str, ...] = (),
@@ -164,7 +174,8 @@ def register(
 ) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn`` under ``name``; returns ``fn`` unchanged so it stays callable directly.
 
-    ``noise_key`` names the noise stream of a stochastic method (default: its name); methods that
+    ``completeness`` marks a path method whose maps sum to f(x) - f(baseline) (IG, DeepLIFT), so its
+    error from that is recorded and tested. ``noise_key`` names the noise stream of a stochastic method (default: its name); methods that
     reduce the same noisy samples differently (SmoothGrad, VarGrad) share one to share the samples.
     """
 
@@ -174,6 +185,7 @@ def register(
             name=name,
             fn=fn,
             needs_baseline=needs_baseline,
+            completeness=completeness,
             model_free=model_free,
             stochastic=stochastic,
             requires=frozenset(requires),

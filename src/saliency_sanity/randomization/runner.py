@@ -35,6 +35,7 @@ from saliency_sanity.config import config_value, one_of, positive_int
 from saliency_sanity.contracts import MAPS_ARRAYS, SIMILARITY_COLUMNS
 from saliency_sanity.data import DataSource, Examples, load_examples
 from saliency_sanity.harness import Harness
+from saliency_sanity.methods.completeness import completeness_error, logits_of, target_logits
 from saliency_sanity.methods.registry import Method
 from saliency_sanity.models import SanityModel, load_checkpoint, model_spec, read_record
 from saliency_sanity.randomization.modes import RANDOM_LABEL_MODEL, ModeInputs, mode_spec
@@ -96,13 +97,6 @@ def _optional_positive_int(value: Any, key: str) -> int | None:
     return None if value is None else positive_int(value, key)
 
 
-def logits_of(model: SanityModel, images: torch.Tensor, batch_size: int | None) -> torch.Tensor:
-    """The model's logits, in chunks so the memory of the forward pass stays bounded."""
-    chunks = images.split(batch_size) if batch_size else (images,)
-    with torch.no_grad():
-        return torch.cat([model(chunk) for chunk in chunks])
-
-
 @dataclass(frozen=True)
 class KeptMaps:
     """One method's maps at one stage as the archive keeps them: the normalized, channel-reduced maps
@@ -126,11 +120,13 @@ class RunResult:
     targets: list[np.ndarray] = field(default_factory=list)
     predictions: list[np.ndarray] = field(default_factory=list)
     scores: list[dict[str, dict[str, list[float]]]] = field(default_factory=list)  # [stage][method][metric]
+    # [stage][method]: each map's completeness error, for methods registered with completeness=True
+    completeness: list[dict[str, np.ndarray]] = field(default_factory=list)
     # wall seconds of the runner's own parts; the methods' are the harness's (Harness.seconds)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS, 0.0))
 
 
-PARTS = ("stage_models", "predictions", "similarity")
+PARTS = ("stage_models", "predictions", "completeness", "similarity")
 
 
 def run_stages(
@@ -140,6 +136,7 @@ def run_stages(
     """Explain the examples at every stage and score each map against the same method's stage-0 map."""
     images, labels = examples.images, examples.labels
     result = RunResult([m.name for m in methods])
+    by_name = {m.name: m for m in methods}
     reference: dict[str, similarity.PreparedMaps] = {}
     clock = time.perf_counter()
     for stage in stages:
@@ -152,11 +149,19 @@ def run_stages(
         targets = predictions if settings.explain == "predicted" else labels
         if stage.targets is not None:
             targets = stage.targets(logits, labels)
-        stage_maps, stage_scores = [], {}
+        stage_maps, stage_scores, stage_completeness = [], {}, {}
         if progress is not None:
             progress.set_postfix_str(stage.name)
         for name, maps in harness.iter_explain(stage.model, x, targets, stage=stage.index, methods=methods):
             clock = time.perf_counter()
+            if by_name[name].completeness:
+                baseline = harness.bind(by_name[name], stage.index).baseline_for(x)
+                f_baseline = target_logits(logits_of(stage.model, baseline,
+                                                     settings.batch_size), targets)
+                stage_completeness[name] = completeness_error(maps, target_logits(logits, targets),
+                                                              f_baseline).cpu().numpy()
+                result.seconds["completeness"] += time.perf_counter() - clock
+                clock = time.perf_counter()
             prepared = similarity.prepare(maps.cpu().numpy(), normalization=normalization,
                                           hog_pixels_per_cell=settings.hog_pixels_per_cell,
                                           ssim_gaussian=settings.ssim_gaussian,
@@ -172,9 +177,16 @@ def run_stages(
         result.targets.append(targets.cpu().numpy())
         result.predictions.append(predictions.cpu().numpy())
         result.scores.append(stage_scores)
+        result.completeness.append(stage_completeness)
         del stage  # free the stage's model before the next one is built
         clock = time.perf_counter()
     harness.log_timings(len(result.stages))
+    for name in result.methods:
+        if result.completeness and name in result.completeness[0]:
+            errors = np.stack([stage[name] for stage in result.completeness])
+            log.info("%s completeness error |sum - delta| / |delta|: median %.2g, max %.2g at stage 0; "
+                     "median %.2g, max %.2g over all stages", name, np.median(errors[0]), errors[0].max(),
+                     np.median(errors), errors.max())
     return result
 
 
@@ -211,7 +223,9 @@ def write_maps(path: Path, result: RunResult, images: torch.Tensor,
     - ``images`` (N, C, H, W) float32, the model's input; ``display`` (N, C, H, W) float32 in
       [0, 1], what figures show as the input, only when the caller has one;
     - ``labels`` (N,), ``targets`` and ``predictions`` (S, N) int64; ``methods`` (M,), ``stages``
-      (S,) str; ``dataset``, ``model``, ``mode`` (0-d str).
+      (S,) str; ``dataset``, ``model``, ``mode`` (0-d str);
+    - ``completeness`` (M, S, N) float64, only when a method is registered with ``completeness=True``:
+      each map's ``|sum phi - (f(x) - f(x'))| / |f(x) - f(x')|``, NaN for the other methods.
 
     float16 is safe because the maps are normalized first: on [-1, 1] its rounding error is at
     most 2**-12 (about 2.4e-4), far below the 2**-8 steps of an 8-bit colour map. The figures
@@ -240,6 +254,10 @@ def write_maps(path: Path, result: RunResult, images: torch.Tensor,
     missing = set(MAPS_ARRAYS) - set(arrays)
     if missing:
         raise RuntimeError(f"the maps archive lacks {sorted(missing)} of its contract (saliency_sanity.contracts)")
+    if any(result.completeness):
+        arrays["completeness"] = np.stack([
+            np.stack([stage.get(name, np.full(n, np.nan)) for stage in result.completeness])
+            for name in result.methods])
     if display is not None:
         shown = display.detach().cpu().numpy().astype(np.float32)
         if shown.ndim != 4 or shown.shape[0] != n or shown.shape[2:] != arrays["images"].shape[2:]:
