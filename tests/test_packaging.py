@@ -116,7 +116,11 @@ def test_nested_command_line_values_are_typed_as_yaml_reads_them():
 def test_the_imagenet_sections_of_the_presets():
     default, smoke, paper = (resolve_config(p, workflow_dir=WORKFLOW_DIR)["imagenet"] for p in ("default", "smoke", "paper"))
     assert default["models"]["efficientnet_lite0"]["weights"] == "package"  # trained, offline
-    assert default["models"]["inception_v3"]["weights"] == "auto" and default["images"] == ["skimage", "demo"]
+    assert default["models"]["inception_v3"]["weights"] == "auto" and default["images"] == ["demo"]
+    # IG refined per image while its completeness error is over 5 %, on ImageNet models only
+    assert default["methods"]["integrated_gradients"]["tolerance"] == 0.05
+    assert paper["methods"]["integrated_gradients"]["tolerance"] == 0.05
+    assert smoke["methods"]["integrated_gradients"]["tolerance"] is None  # CI: fixed steps
     assert default["batchnorm"] == "keep" and default["similarity"]["normalization"] == "percentile"
     assert smoke["models"]["efficientnet_lite0"]["weights"] == "package"  # real weights in CI too
     assert smoke["models"]["inception_v3"]["weights"] == "random"  # offline
