@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from captum.attr import DeepLift, IntegratedGradients
 
+from saliency_sanity import similarity
 from saliency_sanity.methods import get_method
 from saliency_sanity.methods.completeness import completeness_error as relative_completeness_error
 from saliency_sanity.methods.gradients import refined_alphas, riemann_alphas
@@ -322,6 +323,23 @@ def test_gradcam_is_tiled_over_channels_and_guided_gradcam_is_the_product():
     assert torch.equal(cam[:, 0], cam[:, 1]) and torch.equal(cam[:, 0], cam[:, 2])
     guided = get_method("guided_backprop")(model, x, target)
     assert torch.equal(get_method("guided_gradcam")(model, x, target), guided * cam)
+
+
+def test_guided_gradcam_is_as_in_the_original_code():
+    """Its Grad-CAM layer is the second convolution's ReLU output (``hidden2_hconv_act`` of the paper's
+    CNN), and dividing Grad-CAM by its maximum before the product is a positive per-image scale that
+    leaves every similarity score unchanged (README, "Guided Grad-CAM in the label test")."""
+    model = MnistCNN().eval()
+    assert model.gradcam_layer is model.relu2 and model.relu2 is not model.relu1
+    x, target = torch.rand(4, 1, 28, 28, generator=seeded(6)), torch.tensor([1, 2, 3, 4])
+    guided = get_method("guided_backprop")(model, x, target)
+    cam = get_method("gradcam")(model, x, target)
+    scale = torch.tensor([0.5, 3.0, 7.0, 0.01]).view(-1, 1, 1, 1)
+    prepared = [similarity.prepare((guided * c).numpy(), normalization="max") for c in (cam, cam * scale)]
+    reference = similarity.prepare((guided * cam).numpy(), normalization="max")
+    scores = [similarity.compare(reference, p) for p in prepared]
+    for metric in scores[0]:
+        torch.testing.assert_close(torch.tensor(scores[1][metric]), torch.tensor(scores[0][metric]), rtol=1e-5, atol=1e-6)
 
 
 # Model-free controls -----------------------------------------------------------------------
