@@ -40,11 +40,6 @@ def completeness_error(attributions: torch.Tensor, model, x, baseline, target) -
 # Integrated Gradients ----------------------------------------------------------------------
 
 
-def test_ig_completeness_within_one_percent_at_300_steps(model, images, predicted):
-    ig = get_method("integrated_gradients")(model, images, predicted, steps=300)
-    assert completeness_error(ig, model, images, torch.zeros_like(images), predicted).max() < 1e-2
-
-
 def test_ig_completeness_error_shrinks_as_steps_grow(model, images, predicted):
     # A grey baseline: with zeros the (bias-free) MLP is positively homogeneous and IG is exact
     # at any step count. ReLU kinks make the error oscillate at small step counts, so the steps

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.modules import module as torch_module
 
 from saliency_sanity.methods import METHODS, available_methods, get_method, register
+from saliency_sanity.methods.completeness import completeness_error
 from saliency_sanity.methods.registry import UnknownMethodError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +117,17 @@ def test_batch_size_only_bounds_memory(name, model, images, predicted):
     whole = explain(name, model, images, predicted)
     chunked = explain(name, model, images, predicted, batch_size=2)
     torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-5 * whole.abs().max().item())
+
+
+@pytest.mark.parametrize("name", [n for n in available_methods() if get_method(n).completeness])
+def test_a_method_registered_complete_sums_to_the_change_of_the_target_logit(name, model, images, predicted):
+    """Within 1 % of |f(x) - f(x')| on every shipped model for the zero baseline (300 steps where it takes steps)."""
+    baseline = torch.zeros_like(images)
+    steps = {"steps": 300} if "steps" in get_method(name).accepts() else {}
+    maps = get_method(name)(model, images, predicted, baseline=baseline, **steps)
+    with torch.no_grad():
+        f_x, f_base = (model(z).gather(1, predicted.view(-1, 1)).squeeze(1) for z in (images, baseline))
+    assert completeness_error(maps, f_x, f_base).max() < 0.01
 
 
 @pytest.mark.parametrize("name", available_methods())
