@@ -297,6 +297,13 @@ def test_labels_mode_needs_the_random_label_model_and_has_two_stages(tmp_path, m
         assert not np.array_equal(data["maps_signed"][0, 0], data["maps_signed"][0, 1])
 
 
+def test_a_baseline_drawn_from_training_inputs_needs_a_train_split(tmp_path, models):
+    config = _config()
+    config["methods"]["grad"] = {"baseline": "training"}
+    with pytest.raises(ValueError, match="has no train split"):
+        _run(tmp_path, models["cnn"], config=config)
+
+
 def test_unknown_method_in_config_is_an_error_listing_the_registered_ones(tmp_path, models):
     config = _config()
     config["methods"]["gradient_times_input"] = {}

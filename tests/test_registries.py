@@ -14,7 +14,7 @@ from torch import nn
 
 from saliency_sanity import similarity
 from saliency_sanity.baselines import BASELINES, make_baseline
-from saliency_sanity.context import Context
+from saliency_sanity.context import Context, ValidRange
 from saliency_sanity.data import DATASETS, DataSource, load_examples, raw_dir, write_idx
 from saliency_sanity.data.registry import IDX_SPLITS
 from saliency_sanity.models import MODELS, SanityModel, build_model
@@ -166,13 +166,20 @@ def test_every_models_blocks_reinitialize_only_themselves_reproducibly(arch, bui
 
 
 @pytest.mark.parametrize("name", BASELINES.names())
-def test_every_baseline_is_in_input_space_and_seeded(name):
-    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    train = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(1))
-    context = Context(seed=4, train_data=train)
+def test_every_baseline_is_in_the_valid_range_of_input_space_and_seeded(name):
+    """On 3-channel inputs with a different valid range per channel (as a normalized ImageNet model has)."""
+    valid = ValidRange((-1.0, -2.0, 0.0), (1.0, 0.5, 3.0))
+    low, high = (torch.tensor(v).view(1, 3, 1, 1) for v in (valid.low, valid.high))
+    x = low + (high - low) * torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    train = low + (high - low) * torch.rand(20, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    context = Context(seed=4, train_data=train, valid_range=valid)
     baseline = make_baseline(name, x, context)
     assert baseline.shape == x.shape and baseline.dtype == x.dtype and torch.isfinite(baseline).all()
+    assert ((baseline >= low - 1e-6) & (baseline <= high + 1e-6)).all()
     assert torch.equal(baseline, make_baseline(name, x, context))
+    assert torch.equal(baseline, make_baseline(name, x, context.at_stage(3)))  # the same draw at every stage
+    if BASELINES[name].stochastic:
+        assert not torch.equal(baseline, make_baseline(name, x, Context(seed=5, train_data=train, valid_range=valid)))
     with pytest.raises(UnknownNameError, match="methods.integrated_gradients.baseline"):
         make_baseline(name + "_nope", x, context, "methods.integrated_gradients.baseline")
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
 import saliency_sanity.methods  # noqa: F401  (importing the package registers every method)
-from saliency_sanity.context import Context
+from saliency_sanity.context import Context, ValidRange
 from saliency_sanity.methods.registry import METHODS, BoundMethod, Method
 from saliency_sanity.methods.reuse import Memo, shared_work
 
@@ -42,12 +43,13 @@ class Harness:
         seed: int = 0,
         batch_size: int | None = None,
         train_data: torch.Tensor | None = None,
+        valid_range: ValidRange = ValidRange(),
     ) -> None:
         self.params = {name: dict(p or {}) for name, p in (params or {}).items()}
         for name in self.params:
             METHODS.get_entry(name, f"methods.{name}")
         self.methods = [METHODS.get_entry(name) for name in (methods if methods is not None else METHODS.names())]
-        self.context = Context(seed=seed, batch_size=batch_size, train_data=train_data)
+        self.context = Context(seed=seed, batch_size=batch_size, train_data=train_data, valid_range=valid_range)
         for method in self.methods:  # check every method's parameters before any work
             method.bind(self.params.get(method.name), self.context)
         self.seconds: dict[str, float] = defaultdict(float)
@@ -55,6 +57,16 @@ class Harness:
         self.current: str | None = None  # the method running now (profilers attribute work to it)
         self._fixed: dict[str, torch.Tensor] = {}  # model-free deterministic maps of self._fixed_for
         self._fixed_for: torch.Tensor | None = None
+
+    def needs_train_data(self) -> bool:
+        """Whether a configured path method's baseline draws from the training inputs."""
+        return any(bound.baseline is not None and bound.baseline.baseline.needs_train_data
+                   for bound in (self.bind(method) for method in self.methods))
+
+    def set_data(self, *, valid_range: ValidRange, train_data: torch.Tensor | None = None) -> None:
+        """The inputs' valid range and the training inputs, for the baselines (the runner sets them
+        once it has loaded the data)."""
+        self.context = replace(self.context, valid_range=valid_range, train_data=train_data)
 
     def applicable(self, model: nn.Module) -> list[Method]:
         """The configured methods that apply to ``model`` (e.g. Grad-CAM needs a Grad-CAM layer)."""

@@ -79,6 +79,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from saliency_sanity.context import ValidRange
 from saliency_sanity.data.download import DataError
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,11 @@ class ImagePreprocessing:
         if isinstance(crop, bool) or not isinstance(crop, (int, np.integer)) or crop < 1:
             raise ValueError(f"size must be a positive int, got {crop!r}")
         return replace(self, crop=int(crop), resize=round(int(crop) * self.resize / self.crop))
+
+    def valid_range(self) -> ValidRange:
+        """Where the pixels [0, 1] land in the input space: ((0 - mean) / std, (1 - mean) / std) per channel."""
+        return ValidRange(tuple((0 - m) / s for m, s in zip(self.mean, self.std)),
+                          tuple((1 - m) / s for m, s in zip(self.mean, self.std)))
 
     def describe(self) -> str:
         """One line for captions and the README."""

@@ -15,13 +15,14 @@ and the theory checks load data only through :func:`load_examples` / :func:`load
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
+from saliency_sanity.context import ValidRange
 from saliency_sanity.data.download import fetch_files, mirror_folder
 from saliency_sanity.data.idx import IdxFormatError, read_idx
 from saliency_sanity.registry import Registry
@@ -34,12 +35,17 @@ class Examples:
     images: torch.Tensor  # (N, C, H, W) float32, the model's input
     labels: torch.Tensor  # (N,) int64
     display: torch.Tensor | None = None  # (N, C, H, W) in [0, 1], e.g. photos before normalization
+    valid_range: ValidRange = ValidRange()  # a pixel's values in the input space ([0, 1] unless normalized)
 
     def first(self, n: int | None) -> Examples:
         if n is None:
             return self
         display = None if self.display is None else self.display[:n]
-        return Examples(self.images[:n], self.labels[:n], display)
+        return replace(self, images=self.images[:n], labels=self.labels[:n], display=display)
+
+    def to(self, device: torch.device) -> Examples:
+        """The images and labels on ``device`` (what figures show stays where it is)."""
+        return replace(self, images=self.images.to(device), labels=self.labels.to(device))
 
 
 @dataclass(frozen=True)
@@ -231,7 +237,7 @@ def register_idx_dataset(name: str, files: Mapping[str, str], urls: tuple[str, .
 
     def permuted(split: str, source: DataSource) -> Examples:
         base = source.load(name, split)
-        return Examples(base.images, permute_labels(base.labels, source.seed))
+        return replace(base, labels=permute_labels(base.labels, source.seed))
 
     permuted.__doc__ = f"{name} with its labels permuted by the seed (the data-randomization test's recipe)"
     register_dataset(f"{name}-permuted-labels", num_classes=10, depends_on=(name,))(permuted)
@@ -300,7 +306,8 @@ def imagenet(split: str, source: DataSource) -> Examples:
                          "(a list of 'skimage', 'demo' or folders of images with labels.json)")
     demo = FolderSource(raw_dir("imagenet-demo", source.data_dir),
                         {name: label for name, (label, _) in DEMO_PHOTOS.items()})
+    recipe = source.options.get("recipe") or INCEPTION_PREPROCESSING
     image_set = load_images([demo if item == DEMO_SOURCE else item for item in sources],
                             labels_file=source.options.get("labels"), size=source.options.get("size"),
-                            n_images=source.n, recipe=source.options.get("recipe") or INCEPTION_PREPROCESSING)
-    return Examples(image_set.images, image_set.labels, image_set.display)
+                            n_images=source.n, recipe=recipe)
+    return Examples(image_set.images, image_set.labels, image_set.display, recipe.valid_range())

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from saliency_sanity.baselines import DEFAULT_BASELINE, BASELINES, make_baseline
+from saliency_sanity.baselines import DEFAULT_BASELINE, BaselineSpec, make_baseline
 from saliency_sanity.context import Context
 from saliency_sanity.registry import Registry, UnknownNameError
 
@@ -64,16 +64,15 @@ class Method:
         """The method with its parameters: the one place they are built.
 
         ``params`` is the config's entry for the method (``methods.<name>``): its keyword
-        parameters, and for a path method the name of its baseline (``baseline``, default
-        ``zero``). The context adds the batch size (where the method takes one), a generator seeded
+        parameters, and for a path method its baseline (``baseline``: a name, or a mapping with
+        ``name`` and the baseline's parameters; default ``zero``). The context adds the batch size (where the method takes one), a generator seeded
         from the seed, the stage and the noise key (stochastic methods), and the baseline tensor.
         Unknown parameters and baselines are errors that name the config key.
         """
         params = dict(params or {})
         context = context or Context()
-        baseline = str(params.pop("baseline", DEFAULT_BASELINE)) if self.needs_baseline else None
-        if baseline is not None:
-            BASELINES.get_entry(baseline, f"methods.{self.name}.baseline")
+        baseline = (BaselineSpec.parse(params.pop("baseline", DEFAULT_BASELINE), f"methods.{self.name}.baseline")
+                    if self.needs_baseline else None)
         settable = self.accepts() - set(BOUND_BY_CONTEXT)
         unknown = sorted(set(params) - settable)
         if unknown:
@@ -118,7 +117,7 @@ class BoundMethod:
 
     method: Method
     params: Mapping[str, Any]
-    baseline: str | None
+    baseline: BaselineSpec | None
     context: Context
 
     @property

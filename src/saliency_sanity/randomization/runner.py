@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from tqdm import tqdm
 from saliency_sanity import similarity
 from saliency_sanity.config import config_value, one_of, positive_int
 from saliency_sanity.contracts import MAPS_ARRAYS, SIMILARITY_COLUMNS
-from saliency_sanity.data import DataSource, Examples, load_examples
+from saliency_sanity.data import DataSource, Examples, dataset_spec, load_examples
 from saliency_sanity.harness import Harness
 from saliency_sanity.methods.completeness import completeness_error, logits_of, target_logits
 from saliency_sanity.methods.registry import Method
@@ -267,6 +267,18 @@ def write_maps(path: Path, result: RunResult, images: torch.Tensor,
     write_npz(path, arrays)
 
 
+TRAINING_BASELINE_IMAGES = 1000  # training inputs a distribution baseline draws from (the first n of the split)
+
+
+def training_inputs(dataset: str, source: DataSource) -> torch.Tensor:
+    """The inputs a distribution baseline draws from: the first TRAINING_BASELINE_IMAGES of the train split."""
+    spec = dataset_spec(dataset)
+    if "train" not in spec.splits:
+        raise ValueError(f"a configured baseline draws from the training inputs, and dataset {dataset!r} has no "
+                         f"train split; choose another baseline for its path methods (methods.<name>.baseline)")
+    return load_examples(dataset, "train", replace(source, n=TRAINING_BASELINE_IMAGES)).images
+
+
 def load_random_label_model(path: Path | None, record: dict, device: torch.device) -> SanityModel:
     if path is None:
         raise ValueError("mode 'labels' compares with a model trained on random labels: pass random_label_model_path")
@@ -316,8 +328,9 @@ def run_randomization_test(
     if recipe is not None:
         options["recipe"] = recipe  # natural images, prepared as this model's own input
     source = DataSource(Path(data_dir or config.get("data_dir", "data")), settings.seed, options, settings.n_images)
-    examples = load_examples(dataset, "test", source)
-    examples = Examples(examples.images.to(torch_device), examples.labels.to(torch_device), examples.display)
+    examples = load_examples(dataset, "test", source).to(torch_device)
+    harness.set_data(valid_range=examples.valid_range,
+                     train_data=training_inputs(dataset, source).to(torch_device) if harness.needs_train_data() else None)
     methods = harness.applicable(model)
     identity = {"dataset": dataset, "model": model_path.stem, "mode": mode}
     normalization = settings.normalization_for(dataset)
