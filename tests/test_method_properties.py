@@ -54,7 +54,8 @@ def test_ig_completeness_error_shrinks_as_steps_grow(model, images, predicted):
     assert errors[2] < 0.02
 
 
-@pytest.mark.parametrize(("rule", "captum_method"), [("right", "riemann_right"), ("midpoint", "riemann_middle")])
+@pytest.mark.parametrize(("rule", "captum_method"), [("right", "riemann_right"), ("midpoint", "riemann_middle"),
+                                                     ("trapezoid", "riemann_trapezoid"), ("gauss_legendre", "gausslegendre")])
 def test_ig_agrees_with_captum(rule, captum_method, model, images, predicted):
     baseline = torch.rand(images.shape, generator=seeded(3))
     ours = get_method("integrated_gradients")(
@@ -63,6 +64,10 @@ def test_ig_agrees_with_captum(rule, captum_method, model, images, predicted):
     theirs = IntegratedGradients(model).attribute(
         images, baselines=baseline, target=predicted, n_steps=8, method=captum_method
     )
+    if rule == "trapezoid":
+        # Captum 0.9 spaces the 8 points 1/7 apart but weights them 1/8 (ends 1/16): its weights sum to 7/8,
+        # not 1, so its trapezoid IG is 7/8 of the rule's.
+        theirs = theirs * 8 / 7
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-6 * theirs.abs().max().item())
 
 
@@ -80,6 +85,28 @@ def test_ig_original_rule_is_the_original_codes_endpoint_inclusive_mean():
     ig = get_method("integrated_gradients")
     torch.testing.assert_close(ig(SumOfSquares(), x, target, steps=n, rule="original"), x**2)
     torch.testing.assert_close(ig(SumOfSquares(), x, target, steps=n, rule="right"), x**2 * (n + 1) / n)
+
+
+def test_weighted_rules_are_exact_where_their_degree_allows():
+    """f(x) = sum x^(d+1) on a zero baseline: the path integrand (d+1) alpha^d x^(d+1) has degree d in alpha,
+    and IG is exactly x^(d+1). The trapezoid rule is exact for d = 1 with 2 points; Gauss-Legendre with n
+    points for d up to 2n - 1; the right rule is not exact for either."""
+
+    class Power(nn.Module):
+        def __init__(self, power):
+            super().__init__()
+            self.power = power
+
+        def forward(self, x):
+            return (x**self.power).flatten(1).sum(1, keepdim=True)
+
+    x = torch.tensor([[[[1.0, -2.0], [0.5, 3.0]]]], dtype=torch.float64)
+    target, ig = torch.zeros(1, dtype=torch.long), get_method("integrated_gradients")
+    torch.testing.assert_close(ig(Power(2), x, target, steps=2, rule="trapezoid"), x**2)
+    torch.testing.assert_close(ig(Power(6), x, target, steps=3, rule="gauss_legendre"), x**6)
+    assert not torch.allclose(ig(Power(6), x, target, steps=3, rule="right"), x**6)
+    with pytest.raises(ValueError, match="nested Riemann rules"):
+        ig(Power(2), x, target, steps=3, rule="gauss_legendre", tolerance=0.01)
 
 
 def test_completeness_error_against_hand_computed_values():

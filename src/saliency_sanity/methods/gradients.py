@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import partial
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -16,7 +17,9 @@ from saliency_sanity.methods.completeness import completeness_error, logits_of, 
 from saliency_sanity.methods.registry import register
 from saliency_sanity.methods.reuse import memoize
 
-RIEMANN_RULES = ("right", "midpoint", "original")
+RIEMANN_RULES = ("right", "midpoint", "original")  # equal weights 1/steps; nested, so a path can be refined
+WEIGHTED_RULES = ("trapezoid", "gauss_legendre")
+PATH_RULES = RIEMANN_RULES + WEIGHTED_RULES
 
 
 def _target_logit_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -89,6 +92,27 @@ def riemann_alphas(steps: int, rule: str, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown Riemann rule {rule!r}; choose one of {RIEMANN_RULES}")
 
 
+def weighted_points(steps: int, rule: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alphas, weights summing to 1) of a weighted quadrature on [0, 1]: ``trapezoid``, ``steps``
+    evenly spaced points with both endpoints weighted half; ``gauss_legendre``, the ``steps`` Legendre
+    nodes, exact for integrands of degree up to 2 steps - 1."""
+    if rule == "trapezoid":
+        if steps < 2:
+            raise ValueError(f"the trapezoid rule needs steps >= 2, got {steps}")
+        weights = torch.ones(steps, dtype=torch.float64)
+        weights[[0, -1]] = 0.5
+        alphas = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+    elif rule == "gauss_legendre":
+        if steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {steps}")
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        alphas, weights = torch.from_numpy((nodes + 1) / 2), torch.from_numpy(weights)
+    else:
+        raise ValueError(f"unknown weighted rule {rule!r}; choose one of {WEIGHTED_RULES}")
+    return (alphas.to(device=x.device, dtype=x.dtype),
+            (weights / weights.sum()).to(device=x.device, dtype=x.dtype))
+
+
 def refined_alphas(steps: int, rule: str, x: torch.Tensor) -> tuple[int, torch.Tensor]:
     """The next finer grid of ``rule`` that contains the grid of ``steps`` points, as (its step count,
     its points not in the coarser grid): right k/n -> j/2n (the odd j are new), midpoint
@@ -110,9 +134,10 @@ def refined_alphas(steps: int, rule: str, x: torch.Tensor) -> tuple[int, torch.T
 
 def _path_gradient_sums(
     model: nn.Module, base: torch.Tensor, delta: torch.Tensor, target: torch.Tensor, alphas: torch.Tensor,
-    batch_size: int | None,
+    batch_size: int | None, weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """sum_k grad f(x' + alpha_k (x - x')) per example, the B x K path points built chunk by chunk."""
+    """sum_k w_k grad f(x' + alpha_k (x - x')) per example (w_k = 1 unless given), the B x K path points
+    built chunk by chunk."""
     steps = alphas.shape[0]
     summed = torch.zeros_like(base)
     for s in batch_slices(base.shape[0] * steps, batch_size):
@@ -120,7 +145,10 @@ def _path_gradient_sums(
         example, step = flat // steps, flat % steps
         alpha = alphas[step].view(-1, *([1] * (base.dim() - 1)))
         points = base[example] + alpha * delta[example]
-        summed.index_add_(0, example, _target_logit_gradients(model, points, target[example]))
+        gradients = _target_logit_gradients(model, points, target[example])
+        if weights is not None:
+            gradients = gradients * weights[step].view_as(alpha)
+        summed.index_add_(0, example, gradients)
     return summed
 
 
@@ -137,21 +165,26 @@ def integrated_gradients(
     max_steps: int = 400,
     batch_size: int | None = None,
 ) -> torch.Tensor:
-    """Integrated Gradients (Sundararajan et al. 2017) by a Riemann sum over the straight path.
+    """Integrated Gradients (Sundararajan et al. 2017) by a quadrature over the straight path.
 
     (x - x') * mean_k grad(x' + alpha_k (x - x')), alpha_k from :func:`riemann_alphas`: the
     right rule by default (the IG paper's formula); ``rule="original"`` is what the code Adebayo et
     al. used computed (``steps`` evenly spaced points from 0 to 1, endpoints included, each weighted
-    1/steps). The B x steps path points are built chunk by chunk, so at most ``batch_size`` of them
-    exist at once.
+    1/steps). ``trapezoid`` and ``gauss_legendre`` weight their points (:func:`weighted_points`).
+    The B x steps path points are built chunk by chunk, so at most ``batch_size`` of them exist at once.
 
-    With a ``tolerance``, ``steps`` is where each example starts: while an example's completeness
+    With a ``tolerance`` (Riemann rules only), ``steps`` is where each example starts: while an example's completeness
     error (:func:`~saliency_sanity.methods.completeness.completeness_error`) is above it, its path is
     refined (:func:`refined_alphas`, reusing every gradient taken) up to ``max_steps``, so easy
     images stop early and hard ones get more points.
     """
     base = resolve_baseline(x, baseline)
     delta = x - base
+    if rule in WEIGHTED_RULES:
+        if tolerance is not None:
+            raise ValueError(f"a tolerance refines nested Riemann rules {RIEMANN_RULES}; rule {rule!r} is not one")
+        alphas, weights = weighted_points(steps, rule, x)
+        return delta * _path_gradient_sums(model, base, delta, target, alphas, batch_size, weights)
     summed = _path_gradient_sums(model, base, delta, target, riemann_alphas(steps, rule, x), batch_size)
     if tolerance is None:
         return delta * summed / steps
