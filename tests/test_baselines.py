@@ -91,3 +91,63 @@ def test_ig_with_a_configured_baseline_is_ig_from_that_baseline(shipped_models, 
     assert torch.equal(maps, direct)
     assert harness.needs_train_data() is False
     assert Harness({"deeplift_rescale": {"baseline": "training"}}).needs_train_data() is True
+
+
+# --------------------------------------------------------------------------- several draws, expected gradients
+
+
+class Linear(torch.nn.Module):
+    """f(x) = W x + b on flattened inputs: every path gradient is W's row, so attributions have closed forms."""
+
+    def __init__(self, features: int, classes: int = 3):
+        super().__init__()
+        self.fc = torch.nn.Linear(features, classes)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def _linear_setup():
+    torch.manual_seed(0)
+    model = Linear(16).eval()
+    x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    train = torch.rand(50, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    return model, x, torch.tensor([0, 1, 2, 0]), train
+
+
+def test_expected_gradients_on_a_linear_model_is_w_times_x_minus_the_mean_baseline():
+    model, x, target, train = _linear_setup()
+    harness = Harness({"expected_gradients": {"n_samples": 400, "baseline": "training"}}, methods=["expected_gradients"],
+                      train_data=train)
+    maps = harness.explain(model, x, target)["expected_gradients"]
+    w = model.fc.weight[target].view_as(x).detach()
+    drawn = harness.bind(harness.methods[0]).baselines_for(x)  # the 400 draws the method used
+    assert drawn.shape == (400, *x.shape)
+    torch.testing.assert_close(maps, w * (x - drawn.mean(0)))  # exact: the closed form of the draws
+    torch.testing.assert_close(maps, w * (x - train.mean(0)), atol=0.05 * w.abs().max().item(), rtol=0)  # E[x']
+
+
+def test_baseline_draws_average_any_path_method_over_draws_of_a_stochastic_baseline(shipped_models, images):
+    cnn, target = shipped_models["cnn"], torch.tensor([1, 2, 3])
+    params = {"steps": 4, "baseline": "uniform", "baseline_draws": 3}
+    harness = Harness({"integrated_gradients": params}, methods=["integrated_gradients"], batch_size=5)
+    maps = harness.explain(cnn, images, target)["integrated_gradients"]
+    draws = harness.bind(harness.methods[0]).baselines_for(images)
+    assert len(draws) == 3 and not torch.equal(draws[0], draws[1])
+    ig = get_method("integrated_gradients")
+    direct = torch.stack([ig(cnn, images, target, steps=4, baseline=b) for b in draws]).mean(0)
+    torch.testing.assert_close(maps, direct, rtol=1e-5, atol=1e-7)
+
+
+def test_draw_settings_that_cannot_mean_anything_are_errors_naming_the_key():
+    with pytest.raises(ValueError, match=r"methods.integrated_gradients.baseline_draws is 3, but baseline 'zero'"):
+        Harness({"integrated_gradients": {"baseline_draws": 3}})
+    with pytest.raises(ValueError, match="positive integer"):
+        Harness({"integrated_gradients": {"baseline": "uniform", "baseline_draws": 0}})
+    with pytest.raises(ValueError, match="sets its own draws"):
+        Harness({"expected_gradients": {"baseline": "uniform", "baseline_draws": 2}})
+
+
+def test_an_opt_in_method_runs_only_where_the_config_names_it():
+    assert "expected_gradients" not in [m.name for m in Harness().methods]
+    assert "expected_gradients" in [m.name for m in Harness({"expected_gradients": {"baseline": "uniform"}}).methods]

@@ -46,6 +46,7 @@ class Context:
     batch_size: int | None = None  # rows per forward/backward pass; None: all at once
     train_data: torch.Tensor | None = None  # (N, C, ...) training inputs, for baselines drawn from the data
     valid_range: ValidRange = ValidRange()
+    draw: int = 0  # which draw of a stochastic baseline (a method may average several)
 
     def at_stage(self, stage: int) -> Context:
         return replace(self, stage=stage)
@@ -59,5 +60,6 @@ class Context:
         return torch.Generator(device=device).manual_seed(self.noise_seed(key))
 
     def fixed_generator(self, key: str, device: torch.device | str) -> torch.Generator:
-        """A generator on ``device`` for stream ``key``, the same at every stage."""
-        return torch.Generator(device=device).manual_seed(derive_seed(self.seed, "fixed", key))
+        """A generator on ``device`` for stream ``key`` and this draw, the same at every stage."""
+        parts = ("fixed", key) + (("draw", self.draw) if self.draw else ())
+        return torch.Generator(device=device).manual_seed(derive_seed(self.seed, *parts))

@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 class Harness:
-    """Explain models with the configured methods (default: every registered one), stage by stage."""
+    """Explain models with the configured methods (default: every registered one, opt-in ones where
+    ``params`` names them), stage by stage."""
 
     def __init__(
         self,
@@ -48,7 +49,9 @@ class Harness:
         self.params = {name: dict(p or {}) for name, p in (params or {}).items()}
         for name in self.params:
             METHODS.get_entry(name, f"methods.{name}")
-        self.methods = [METHODS.get_entry(name) for name in (methods if methods is not None else METHODS.names())]
+        if methods is None:  # every registered method; an opt-in one where the config names it
+            methods = [name for name in METHODS.names() if not METHODS[name].opt_in or name in self.params]
+        self.methods = [METHODS.get_entry(name) for name in methods]
         self.context = Context(seed=seed, batch_size=batch_size, train_data=train_data, valid_range=valid_range)
         for method in self.methods:  # check every method's parameters before any work
             method.bind(self.params.get(method.name), self.context)

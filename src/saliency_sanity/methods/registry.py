@@ -10,7 +10,7 @@ including model-free controls, the same way.
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 import torch
@@ -42,6 +42,11 @@ class Method:
     stochastic: bool = False
     requires: frozenset[str] = field(default_factory=frozenset)
     description: str = ""
+    # A method that takes several baseline draws names the parameter that counts them: its ``baseline``
+    # is then (draws, B, ...) (expected gradients).
+    baseline_draws: str | None = None
+    # Run only where the config's methods section names it (a method that needs what not every run has).
+    opt_in: bool = False
     # The noise stream a stochastic method's generator is seeded from (the runner seeds by it, not
     # by the name): methods that share a key draw the same noise, so they can share its samples
     # (see reuse.py). Defaults to the method's own name.
@@ -65,23 +70,37 @@ class Method:
 
         ``params`` is the config's entry for the method (``methods.<name>``): its keyword
         parameters, and for a path method its baseline (``baseline``: a name, or a mapping with
-        ``name`` and the baseline's parameters; default ``zero``). The context adds the batch size (where the method takes one), a generator seeded
-        from the seed, the stage and the noise key (stochastic methods), and the baseline tensor.
-        Unknown parameters and baselines are errors that name the config key.
+        ``name`` and the baseline's parameters; default ``zero``) and ``baseline_draws``: with k > 1
+        draws of a stochastic baseline the maps are the mean over the k (:meth:`BoundMethod.__call__`).
+        The context adds the batch size (where the method takes one), a generator seeded from the
+        seed, the stage and the noise key (stochastic methods), and the baseline tensor. Unknown
+        parameters and baselines are errors that name the config key.
         """
         params = dict(params or {})
         context = context or Context()
-        baseline = (BaselineSpec.parse(params.pop("baseline", DEFAULT_BASELINE), f"methods.{self.name}.baseline")
-                    if self.needs_baseline else None)
+        baseline, draws = None, 1
+        if self.needs_baseline:
+            baseline = BaselineSpec.parse(params.pop("baseline", DEFAULT_BASELINE), f"methods.{self.name}.baseline")
+            draws = params.pop("baseline_draws", 1)
+            if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+                raise ValueError(f"config key methods.{self.name}.baseline_draws must be a positive integer, got {draws!r}")
+            if draws > 1 and not baseline.baseline.stochastic:
+                raise ValueError(f"config key methods.{self.name}.baseline_draws is {draws}, but baseline "
+                                 f"{baseline.name!r} draws nothing: every draw would be the same")
+            if self.baseline_draws is not None:
+                if draws > 1:
+                    raise ValueError(f"method {self.name!r} sets its own draws ({self.baseline_draws}); "
+                                     f"drop methods.{self.name}.baseline_draws")
+                draws = params.get(self.baseline_draws, inspect.signature(self.fn).parameters[self.baseline_draws].default)
         settable = self.accepts() - set(BOUND_BY_CONTEXT)
         unknown = sorted(set(params) - settable)
         if unknown:
             raise ValueError(f"config key methods.{self.name} has unknown parameter(s) {unknown}; "
                              f"{self.name} takes {sorted(settable) or 'none'}"
-                             + (" and baseline" if self.needs_baseline else ""))
+                             + (" and baseline, baseline_draws" if self.needs_baseline else ""))
         if "batch_size" in self.accepts():
             params.setdefault("batch_size", context.batch_size)
-        return BoundMethod(self, params, baseline, context)
+        return BoundMethod(self, params, baseline, context, draws)
 
     def __call__(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, **params
@@ -119,24 +138,35 @@ class BoundMethod:
     params: Mapping[str, Any]
     baseline: BaselineSpec | None
     context: Context
+    draws: int = 1  # baseline draws: averaged over (baseline_draws), or the method's own count
 
     @property
     def name(self) -> str:
         return self.method.name
 
     def __call__(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The maps; with k > 1 baseline draws for a one-baseline method, the mean of its maps from each
+        draw, computed in one call on the k tiled copies of x (the wrapper over any baseline)."""
         params = dict(self.params)
         if self.method.stochastic:
             params["generator"] = self.context.generator(self.method.noise_key, x.device)
-        if self.baseline is not None:
-            params["baseline"] = self.baseline_for(x)
-        return self.method(model, x, target, **params)
+        if self.baseline is None:
+            return self.method(model, x, target, **params)
+        baselines = self.baselines_for(x)
+        if self.method.baseline_draws is not None:
+            return self.method(model, x, target, baseline=baselines, **params)
+        if self.draws == 1:
+            return self.method(model, x, target, baseline=baselines[0], **params)
+        tiled = x.repeat(self.draws, *([1] * (x.dim() - 1)))
+        maps = self.method(model, tiled, target.repeat(self.draws), baseline=baselines.flatten(0, 1), **params)
+        return maps.view(self.draws, *x.shape).mean(0)
 
-    def baseline_for(self, x: torch.Tensor) -> torch.Tensor:
-        """The configured baseline of a path method for inputs x (an error for other methods)."""
+    def baselines_for(self, x: torch.Tensor) -> torch.Tensor:
+        """The configured baseline's draws for inputs x, (draws, *x.shape) (an error for other methods)."""
         if self.baseline is None:
             raise ValueError(f"method {self.name!r} takes no baseline")
-        return make_baseline(self.baseline, x, self.context, f"methods.{self.name}.baseline")
+        return torch.stack([make_baseline(self.baseline, x, replace(self.context, draw=j), f"methods.{self.name}.baseline")
+                            for j in range(self.draws)])
 
 
 class preserved_state:
@@ -170,9 +200,13 @@ def register(
     stochastic: bool = False,
     requires: tuple[str, ...] = (),
     noise_key: str | None = None,
+    baseline_draws: str | None = None,
+    opt_in: bool = False,
 ) -> Callable[[MethodFn], MethodFn]:
     """Register ``fn`` under ``name``; returns ``fn`` unchanged so it stays callable directly.
 
+    ``baseline_draws`` names the parameter counting the baseline draws a method takes at once (its
+    ``baseline`` is then (draws, B, ...)); an ``opt_in`` method runs only where the config names it.
     ``completeness`` marks a path method whose maps sum to f(x) - f(baseline) (IG, DeepLIFT), so its
     error from that is recorded and tested. ``noise_key`` names the noise stream of a stochastic method (default: its name); methods that
     reduce the same noisy samples differently (SmoothGrad, VarGrad) share one to share the samples.
@@ -190,6 +224,8 @@ def register(
             requires=frozenset(requires),
             description=doc,
             noise_key=noise_key or name,
+            baseline_draws=baseline_draws,
+            opt_in=opt_in,
         ))
         return fn
 

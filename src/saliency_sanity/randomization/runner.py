@@ -155,9 +155,9 @@ def run_stages(
         for name, maps in harness.iter_explain(stage.model, x, targets, stage=stage.index, methods=methods):
             clock = time.perf_counter()
             if by_name[name].completeness:
-                baseline = harness.bind(by_name[name], stage.index).baseline_for(x)
-                f_baseline = target_logits(logits_of(stage.model, baseline,
-                                                     settings.batch_size), targets)
+                baselines = harness.bind(by_name[name], stage.index).baselines_for(x)  # (draws, *x.shape)
+                f_baseline = target_logits(logits_of(stage.model, baselines.flatten(0, 1), settings.batch_size),
+                                           targets.repeat(len(baselines))).view(len(baselines), -1).mean(0)
                 stage_completeness[name] = completeness_error(maps, target_logits(logits, targets),
                                                               f_baseline).cpu().numpy()
                 result.seconds["completeness"] += time.perf_counter() - clock
