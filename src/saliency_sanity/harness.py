@@ -26,7 +26,7 @@ from torch import nn
 
 import saliency_sanity.methods  # noqa: F401  (importing the package registers every method)
 from saliency_sanity.context import Context, ValidRange
-from saliency_sanity.methods.registry import METHODS, BoundMethod, Method
+from saliency_sanity.methods.registry import METHODS, BoundMethod, Method, default_methods
 from saliency_sanity.methods.reuse import Memo, shared_work
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,8 @@ class Harness:
         self.params = {name: dict(p or {}) for name, p in (params or {}).items()}
         for name in self.params:
             METHODS.get_entry(name, f"methods.{name}")
-        if methods is None:  # every registered method; an opt-in one where the config names it
-            methods = [name for name in METHODS.names() if not METHODS[name].opt_in or name in self.params]
+        if methods is None:  # the default methods, and an opt-in one where the config names it
+            methods = [name for name in METHODS.names() if name in default_methods() or name in self.params]
         self.methods = [METHODS.get_entry(name) for name in methods]
         self.context = Context(seed=seed, batch_size=batch_size, train_data=train_data, valid_range=valid_range)
         for method in self.methods:  # check every method's parameters before any work

@@ -1,6 +1,7 @@
 """Data: the dataset registry, checksummed fetching (mirror or web), IDX files, natural images.
 
-Importing this package registers the built-in datasets (:mod:`saliency_sanity.data.registry`).
+Importing this package registers the built-in datasets (:mod:`saliency_sanity.data.registry`, and the
+shortcut datasets of :mod:`saliency_sanity.data.decoy`).
 """
 
 from saliency_sanity.data.download import (
@@ -15,6 +16,7 @@ from saliency_sanity.data.download import (
     md5sum,
 )
 from saliency_sanity.data.idx import IdxFormatError, parse_idx, read_idx, write_idx
+from saliency_sanity.data import decoy  # noqa: F401  (registers the derived shortcut datasets)
 from saliency_sanity.data.registry import (
     DATASETS,
     DatasetSpec,

@@ -10,8 +10,9 @@ from saliency_sanity.methods.registry import (
     Method,
     UnknownMethodError,
     available_methods,
+    default_methods,
     get_method,
     register,
 )
 
-__all__ = ["METHODS", "Method", "UnknownMethodError", "available_methods", "get_method", "register"]
+__all__ = ["METHODS", "Method", "UnknownMethodError", "available_methods", "default_methods", "get_method", "register"]

@@ -237,6 +237,11 @@ def get_method(name: str) -> Method:
     return METHODS.get_entry(name)
 
 
+def default_methods() -> list[str]:
+    """The methods every run explains with (all registered ones but the opt-in ones), in registration order."""
+    return [name for name, method in METHODS.items() if not method.opt_in]
+
+
 def available_methods() -> list[str]:
     """Names of all registered methods, in registration order."""
     return METHODS.names()
