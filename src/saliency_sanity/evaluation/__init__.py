@@ -1,0 +1,1 @@
+"""Evaluations of attribution maps beyond the randomization tests, all on the harness's methods."""
