@@ -196,7 +196,9 @@ def test_inception_speed_quick_runs_end_to_end_and_writes_its_keys(tmp_path):
     # the runner sends at least the needed rows through the network, and at most what the methods take alone
     # (less where it shares work between methods)
     assert passes["needed"] <= passes["measured_rows_with_grad"] <= passes["alone"]
-    assert passes["measured_rows_forward_only"] == 1  # the stage's prediction
+    # forward only, per image and stage: the stage's prediction, the zero baseline's logit for the completeness
+    # errors (IG and DeepLIFT share it), and adaptive IG's f(x) and f(x') (the preset refines IG on ImageNet)
+    assert passes["measured_rows_forward_only"] == 1 + 1 + 2
     assert cascade["per_method"]["sobel"]["needed"] == 0 and cascade["per_method"]["gradient"]["needed"] == 1
     assert cascade["bound_seconds"] == pytest.approx(
         passes["needed"] * cascade["gradient_seconds_per_row"] * cascade["stages"])

@@ -149,17 +149,21 @@ def run_stages(
         targets = predictions if settings.explain == "predicted" else labels
         if stage.targets is not None:
             targets = stage.targets(logits, labels)
-        stage_maps, stage_scores, stage_completeness = [], {}, {}
+        stage_maps, stage_scores, stage_completeness, baseline_logits = [], {}, {}, {}
         if progress is not None:
             progress.set_postfix_str(stage.name)
         for name, maps in harness.iter_explain(stage.model, x, targets, stage=stage.index, methods=methods):
             clock = time.perf_counter()
             if by_name[name].completeness:
-                baselines = harness.bind(by_name[name], stage.index).baselines_for(x)  # (draws, *x.shape)
-                f_baseline = target_logits(logits_of(stage.model, baselines.flatten(0, 1), settings.batch_size),
-                                           targets.repeat(len(baselines))).view(len(baselines), -1).mean(0)
+                bound = harness.bind(by_name[name], stage.index)
+                key = (bound.baseline.name, repr(sorted(bound.baseline.params.items())), bound.draws)
+                if key not in baseline_logits:  # methods with the same baseline share its forward pass
+                    baselines = bound.baselines_for(x)  # (draws, *x.shape)
+                    baseline_logits[key] = target_logits(
+                        logits_of(stage.model, baselines.flatten(0, 1), settings.batch_size),
+                        targets.repeat(len(baselines))).view(len(baselines), -1).mean(0)
                 stage_completeness[name] = completeness_error(maps, target_logits(logits, targets),
-                                                              f_baseline).cpu().numpy()
+                                                              baseline_logits[key]).cpu().numpy()
                 result.seconds["completeness"] += time.perf_counter() - clock
                 clock = time.perf_counter()
             prepared = similarity.prepare(maps.cpu().numpy(), normalization=normalization,
