@@ -178,6 +178,9 @@ def integrated_gradients(
     refined (:func:`refined_alphas`, reusing every gradient taken) up to ``max_steps``, so easy
     images stop early and hard ones get more points.
     """
+    if rule not in PATH_RULES:
+        raise ValueError(f"unknown IG rule {rule!r}; choose a Riemann rule {RIEMANN_RULES} or a weighted one "
+                         f"{WEIGHTED_RULES}")
     base = resolve_baseline(x, baseline)
     delta = x - base
     if rule in WEIGHTED_RULES:
