@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +33,14 @@ from tqdm import tqdm
 from saliency_sanity import similarity
 from saliency_sanity.config import config_value, one_of, positive_int
 from saliency_sanity.contracts import MAPS_ARRAYS, SIMILARITY_COLUMNS
-from saliency_sanity.data import DataSource, Examples, dataset_spec, load_examples
+from saliency_sanity.data import Examples
 from saliency_sanity.harness import Harness
 from saliency_sanity.methods.completeness import completeness_error, logits_of, target_logits
 from saliency_sanity.methods.registry import Method
-from saliency_sanity.models import SanityModel, load_checkpoint, model_spec, read_record
+from saliency_sanity.jobs import load_job
+from saliency_sanity.models import SanityModel, load_checkpoint, read_record
 from saliency_sanity.randomization.modes import RANDOM_LABEL_MODEL, ModeInputs, mode_spec
-from saliency_sanity.runtime import atomic_write, resolve_device, write_npz
+from saliency_sanity.runtime import atomic_write, write_npz
 
 log = logging.getLogger(__name__)
 
@@ -271,18 +272,6 @@ def write_maps(path: Path, result: RunResult, images: torch.Tensor,
     write_npz(path, arrays)
 
 
-TRAINING_BASELINE_IMAGES = 1000  # training inputs a distribution baseline draws from (the first n of the split)
-
-
-def training_inputs(dataset: str, source: DataSource) -> torch.Tensor:
-    """The inputs a distribution baseline draws from: the first TRAINING_BASELINE_IMAGES of the train split."""
-    spec = dataset_spec(dataset)
-    if "train" not in spec.splits:
-        raise ValueError(f"a configured baseline draws from the training inputs, and dataset {dataset!r} has no "
-                         f"train split; choose another baseline for its path methods (methods.<name>.baseline)")
-    return load_examples(dataset, "train", replace(source, n=TRAINING_BASELINE_IMAGES)).images
-
-
 def load_random_label_model(path: Path | None, record: dict, device: torch.device) -> SanityModel:
     if path is None:
         raise ValueError("mode 'labels' compares with a model trained on random labels: pass random_label_model_path")
@@ -314,35 +303,24 @@ def run_randomization_test(
     spec = mode_spec(mode)
     settings = Settings.from_config(config)
     harness = settings.harness()
-    model_path = Path(model_path)
-    record = read_record(model_path)
-    dataset = record["dataset"]
-    torch_device = resolve_device(device)
-    model = load_checkpoint(model_path, torch_device)
+    job = load_job(model_path, harness, seed=settings.seed, n_images=settings.n_images, images=settings.images,
+                   data_dir=data_dir or config.get("data_dir", "data"), device=device)
+    model, record, examples, dataset = job.model, job.record, job.examples, job.dataset
     if hasattr(model, "reset_bn_statistics"):  # models with BatchNorm (Inception v3)
         model.reset_bn_statistics = settings.batchnorm == "reset"
     random_label_model = None
     if RANDOM_LABEL_MODEL in spec.needs:
         random_label_model = load_random_label_model(
-            Path(random_label_model_path) if random_label_model_path else None, record, torch_device)
+            Path(random_label_model_path) if random_label_model_path else None, record, job.device)
     stages = spec.stages(model, ModeInputs(seed=settings.seed, random_label_model=random_label_model))
-
-    options = dict(settings.images or {})
-    recipe = model_spec(record["arch"]).image_preprocessing
-    if recipe is not None:
-        options["recipe"] = recipe  # natural images, prepared as this model's own input
-    source = DataSource(Path(data_dir or config.get("data_dir", "data")), settings.seed, options, settings.n_images)
-    examples = load_examples(dataset, "test", source).to(torch_device)
-    harness.set_data(valid_range=examples.valid_range,
-                     train_data=training_inputs(dataset, source).to(torch_device) if harness.needs_train_data() else None)
     methods = harness.applicable(model)
-    identity = {"dataset": dataset, "model": model_path.stem, "mode": mode}
+    identity = {"dataset": dataset, "model": job.name, "mode": mode}
     normalization = settings.normalization_for(dataset)
     log.info("%s %s: %d images, %d methods, %s normalization, device %s",
-             model_path.stem, mode, len(examples.images), len(methods), normalization, torch_device)
+             job.name, mode, len(examples.images), len(methods), normalization, job.device)
 
     total = len(spec.stage_names(model)) * len(methods)
-    with tqdm(total=total, desc=f"{model_path.stem} {mode}", unit="map") as progress:
+    with tqdm(total=total, desc=f"{job.name} {mode}", unit="map") as progress:
         result = run_stages(stages, harness, methods, examples, settings, normalization, progress)
 
     table = similarity_table(result, np.arange(len(examples.images)), identity)
