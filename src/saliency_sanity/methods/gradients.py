@@ -20,6 +20,8 @@ from saliency_sanity.methods.reuse import memoize
 RIEMANN_RULES = ("right", "midpoint", "original")  # equal weights 1/steps; nested, so a path can be refined
 WEIGHTED_RULES = ("trapezoid", "gauss_legendre")
 PATH_RULES = RIEMANN_RULES + WEIGHTED_RULES
+ADAPTIVE_RULES = RIEMANN_RULES + ("trapezoid",)  # nested: a finer grid contains the coarser one
+REFINEMENTS = ("uniform", "local")  # refine every interval of an image's path, or where its integrand jumps
 
 
 def _target_logit_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -163,6 +165,7 @@ def integrated_gradients(
     rule: str = "right",
     tolerance: float | None = None,
     max_steps: int = 400,
+    refine: str = "uniform",
     batch_size: int | None = None,
 ) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) by a quadrature over the straight path.
@@ -173,37 +176,150 @@ def integrated_gradients(
     1/steps). ``trapezoid`` and ``gauss_legendre`` weight their points (:func:`weighted_points`).
     The B x steps path points are built chunk by chunk, so at most ``batch_size`` of them exist at once.
 
-    With a ``tolerance`` (Riemann rules only), ``steps`` is where each example starts: while an example's completeness
-    error (:func:`~saliency_sanity.methods.completeness.completeness_error`) is above it, its path is
-    refined (:func:`refined_alphas`, reusing every gradient taken) up to ``max_steps``, so easy
-    images stop early and hard ones get more points.
+    With a ``tolerance`` (nested rules: the Riemann rules and the trapezoid), ``steps`` is where each
+    example starts: while an example's completeness error
+    (:func:`~saliency_sanity.methods.completeness.completeness_error`) is above it, its path is refined
+    (:func:`adaptive_integrated_gradients`, reusing every gradient taken) up to ``max_steps``, so easy
+    images stop early and hard ones get more points. ``refine="local"`` (trapezoid only) bisects only
+    the intervals where the integrand jumps (:func:`locally_refined_integrated_gradients`).
     """
     if rule not in PATH_RULES:
         raise ValueError(f"unknown IG rule {rule!r}; choose a Riemann rule {RIEMANN_RULES} or a weighted one "
                          f"{WEIGHTED_RULES}")
     base = resolve_baseline(x, baseline)
     delta = x - base
+    if refine not in REFINEMENTS:
+        raise ValueError(f"unknown refinement {refine!r}; choose one of {REFINEMENTS}")
+    if refine == "local":
+        if rule != "trapezoid" or tolerance is None:
+            raise ValueError("refine='local' refines the trapezoid rule to a tolerance: set rule='trapezoid' and a tolerance")
+        return locally_refined_integrated_gradients(model, x, target, baseline=base, steps=steps, tolerance=tolerance,
+                                                    max_steps=max_steps, batch_size=batch_size)[0]
+    if tolerance is not None:
+        return adaptive_integrated_gradients(model, x, target, baseline=base, steps=steps, rule=rule,
+                                             tolerance=tolerance, max_steps=max_steps, batch_size=batch_size)[0]
     if rule in WEIGHTED_RULES:
-        if tolerance is not None:
-            raise ValueError(f"a tolerance refines nested Riemann rules {RIEMANN_RULES}; rule {rule!r} is not one")
         alphas, weights = weighted_points(steps, rule, x)
         return delta * _path_gradient_sums(model, base, delta, target, alphas, batch_size, weights)
-    summed = _path_gradient_sums(model, base, delta, target, riemann_alphas(steps, rule, x), batch_size)
-    if tolerance is None:
-        return delta * summed / steps
+    return delta * _path_gradient_sums(model, base, delta, target, riemann_alphas(steps, rule, x), batch_size) / steps
+
+
+def adaptive_integrated_gradients(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, baseline: torch.Tensor | None = None,
+    steps: int = 16, rule: str = "midpoint", tolerance: float = 0.05, max_steps: int = 400,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IG with each example's path refined until its completeness error is at most ``tolerance``:
+    (maps, the path points each example took).
+
+    Every example starts with ``steps`` points of a nested rule (a Riemann rule, or ``trapezoid``:
+    i/(n - 1) with both ends weighted half); while an example's error is above the tolerance its grid
+    is refined (:func:`refined_alphas`; every gradient taken is reused), unless that would pass
+    ``max_steps``. Easy images stop early, hard ones get the points: the passes go where the error is.
+    Costs two forward passes per example besides the gradients.
+    """
+    if rule not in ADAPTIVE_RULES:
+        raise ValueError(f"a tolerance refines nested rules {ADAPTIVE_RULES}; rule {rule!r} is not one")
     if not tolerance > 0:
         raise ValueError(f"tolerance must be a positive number or None, got {tolerance}")
+    base = resolve_baseline(x, baseline)
+    delta = x - base
+    if rule == "trapezoid":  # the ends (weight 1/2) apart from the interior points, which refinement adds to
+        if steps < 2:
+            raise ValueError(f"the trapezoid rule needs steps >= 2, got {steps}")
+        grid = torch.linspace(0.0, 1.0, steps, device=x.device, dtype=x.dtype)
+        ends = _path_gradient_sums(model, base, delta, target, grid[[0, -1]], batch_size) / 2
+        summed = ends + _path_gradient_sums(model, base, delta, target, grid[1:-1], batch_size)
+        nested, intervals = "original", lambda n: n - 1
+    else:
+        summed = _path_gradient_sums(model, base, delta, target, riemann_alphas(steps, rule, x), batch_size)
+        nested, intervals = rule, lambda n: n
     counts = torch.full((x.shape[0],), steps, device=x.device)
     f_x, f_base = (target_logits(logits_of(model, z, batch_size), target) for z in (x, base))
     active = torch.arange(x.shape[0], device=x.device)
+
+    def estimate(index: torch.Tensor) -> torch.Tensor:
+        scale = intervals(counts[index]).view(-1, *([1] * (x.dim() - 1)))
+        return delta[index] * summed[index] / scale
+
     while True:
-        scale = counts[active].view(-1, *([1] * (x.dim() - 1)))
-        errors = completeness_error(delta[active] * summed[active] / scale, f_x[active], f_base[active])
+        errors = completeness_error(estimate(active), f_x[active], f_base[active])
         active = active[errors > tolerance]
-        finer, new_alphas = refined_alphas(steps, rule, x)
+        finer, new_alphas = refined_alphas(steps, nested, x)
         if active.numel() == 0 or finer > max_steps:
             break
         summed[active] += _path_gradient_sums(model, base[active], delta[active], target[active], new_alphas,
                                               batch_size)
         counts[active], steps = finer, finer
-    return delta * summed / counts.view(-1, *([1] * (x.dim() - 1)))
+    return estimate(torch.arange(x.shape[0], device=x.device)), counts
+
+
+def _gradients_at(
+    model: nn.Module, base: torch.Tensor, delta: torch.Tensor, target: torch.Tensor, examples: torch.Tensor,
+    alphas: torch.Tensor, batch_size: int | None,
+) -> torch.Tensor:
+    """grad f(x'_e + alpha (x_e - x'_e)) for each (example e, alpha) pair, (R, *x.shape[1:]), in chunks."""
+    out = torch.empty((len(examples), *base.shape[1:]), device=base.device, dtype=base.dtype)
+    for s in batch_slices(len(examples), batch_size):
+        e, alpha = examples[s], alphas[s].view(-1, *([1] * (base.dim() - 1)))
+        out[s] = _target_logit_gradients(model, base[e] + alpha * delta[e], target[e])
+    return out
+
+
+def _trapezoid_weights(alphas: torch.Tensor) -> torch.Tensor:
+    """Weights of the trapezoid rule on sorted points from 0 to 1 (any spacing); they sum to 1."""
+    gaps = alphas.diff()
+    return (torch.cat([gaps, gaps.new_zeros(1)]) + torch.cat([gaps.new_zeros(1), gaps])) / 2
+
+
+def locally_refined_integrated_gradients(
+    model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, baseline: torch.Tensor | None = None,
+    steps: int = 5, tolerance: float = 0.05, max_steps: int = 400, per_round: int = 2,
+    batch_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IG by the trapezoid rule on each example's own grid, refined where the path crosses activation
+    boundaries: (maps, the path points each example took).
+
+    A ReLU network's integrand along the path, h(alpha) = grad f(x' + alpha delta) . delta, is piecewise
+    constant: the quadrature error sits in the intervals where h jumps, and is at most
+    |h(b) - h(a)| (b - a) / 2 in an interval [a, b] with one jump. Each example starts from ``steps``
+    evenly spaced points; while its completeness error is above ``tolerance`` and it has taken fewer
+    than ``max_steps`` points, the ``per_round`` intervals with the largest such bound are halved, for
+    all such examples in one batched pass. Every gradient taken stays in the sum. Costs two forward
+    passes per example besides the gradients.
+    """
+    if steps < 2:
+        raise ValueError(f"the trapezoid rule needs steps >= 2, got {steps}")
+    if not tolerance > 0:
+        raise ValueError(f"tolerance must be a positive number, got {tolerance}")
+    base = resolve_baseline(x, baseline)
+    delta = x - base
+    n, dims = x.shape[0], tuple(range(1, x.dim()))
+    grid = torch.linspace(0.0, 1.0, steps, device=x.device, dtype=x.dtype)
+    examples = torch.arange(n, device=x.device).repeat_interleave(steps)
+    first = _gradients_at(model, base, delta, target, examples, grid.repeat(n), batch_size).view(n, steps, *x.shape[1:])
+    alphas, gradients = list(grid.expand(n, -1)), list(first)
+    f_x, f_base = (target_logits(logits_of(model, z, batch_size), target) for z in (x, base))
+    maps = torch.empty_like(x)
+    while True:
+        todo, new_alphas = [], []
+        for i in range(n):
+            maps[i] = delta[i] * torch.einsum("k,k...->...", _trapezoid_weights(alphas[i]), gradients[i])
+            if len(alphas[i]) + per_round > max_steps:
+                continue
+            error = completeness_error(maps[i:i + 1], f_x[i:i + 1], f_base[i:i + 1]).item()
+            if error > tolerance:
+                h = (gradients[i] * delta[i]).sum(dims)
+                bound = h.diff().abs() * alphas[i].diff()
+                worst = bound.topk(min(per_round, len(bound))).indices
+                todo += [i] * len(worst)
+                new_alphas.append((alphas[i][worst] + alphas[i][worst + 1]) / 2)
+        if not todo:
+            break
+        index = torch.tensor(todo, device=x.device)
+        new = _gradients_at(model, base, delta, target, index, torch.cat(new_alphas), batch_size)
+        for i in sorted(set(todo)):
+            rows = index == i
+            merged, order = torch.cat([alphas[i], torch.cat(new_alphas)[rows]]).sort()
+            alphas[i], gradients[i] = merged, torch.cat([gradients[i], new[rows]])[order]
+    return maps, torch.tensor([len(a) for a in alphas], device=x.device)
