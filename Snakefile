@@ -27,6 +27,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/training.smk"
 include: "workflow/rules/imagenet.smk"
 include: "workflow/rules/randomization.smk"
+include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/figures.smk"
 

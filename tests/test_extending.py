@@ -1,5 +1,5 @@
 """The README's "Extending" examples, as written: each registers a toy entry (a dataset, a model, a
-baseline, a metric, a randomization mode) inside the test, with no edit to any other file, and runs
+baseline, a metric, a randomization mode, an evaluation) inside the test, with no edit to any other file, and runs
 it through the harness and the randomization runner into tidy CSV rows and a figure's inputs."""
 
 from __future__ import annotations
@@ -16,14 +16,17 @@ from saliency_sanity import similarity
 from saliency_sanity.baselines import BASELINES
 from saliency_sanity.contracts import SIMILARITY_COLUMNS
 from saliency_sanity.data import DATASETS, DataSource, load_examples
+from saliency_sanity.contracts import EVALUATION_IDENTITY, evaluation_csv
+from saliency_sanity.evaluation import EVALUATIONS, run_evaluation
 from saliency_sanity.figures import load_maps, load_similarity
+from saliency_sanity.figures.inputs import load_evaluation
 from saliency_sanity.harness import Harness
 from saliency_sanity.methods import METHODS, default_methods, get_method
 from saliency_sanity.models import MODELS, build_model, save_checkpoint
 from saliency_sanity.randomization import MODES, run_randomization_test
 
 ROOT = Path(__file__).resolve().parents[1]
-REGISTRIES = (METHODS, DATASETS, MODELS, BASELINES, similarity.METRICS, MODES)
+REGISTRIES = (METHODS, DATASETS, MODELS, BASELINES, similarity.METRICS, MODES, EVALUATIONS)
 CHEAP = {"integrated_gradients": {"steps": 4}, "ig_smoothgrad": {"steps": 2, "n_samples": 2},
          **{name: {"n_samples": 3} for name in ("smoothgrad", "smoothgrad_squared", "vargrad")}}
 
@@ -111,3 +114,16 @@ def test_a_mode_added_by_the_readme_explains_another_class(register, tmp_path):
     assert maps.stages == ["original", "random_logit"] and set(csv["mode"]) == {"random_logit"}
     assert (maps.targets[1] != maps.predictions[1]).all() and np.array_equal(maps.targets[0], maps.predictions[0])
     assert np.array_equal(maps.predictions[0], maps.predictions[1])  # the same model at both stages
+
+
+def test_an_evaluation_added_by_the_readme_writes_its_csv_contract(register, tmp_path):
+    register("Adding a dataset", "Adding a model", "Adding an evaluation")
+    path = tmp_path / "models" / "stripes-tiny_cnn.pt"
+    save_checkpoint(build_model("tiny_cnn", seed=0), path, {"dataset": "stripes", "arch": "tiny_cnn"})
+    config = {"seed": 0, "methods": CHEAP, "evaluation": {"n_images": 3, "share": 0.25}}
+    out = evaluation_csv("stripes-tiny_cnn", "map_mass", tmp_path)
+    table = run_evaluation("map_mass", path, config, out, device="cpu")
+    csv = load_evaluation(out, "map_mass")  # what a figure with input key eval_map_mass_csv reads
+    assert list(csv.columns) == list(EVALUATION_IDENTITY) + ["method", "baseline", "image", "top_fraction"]
+    assert len(csv) == len(table) == 3 * len(default_methods())
+    assert csv.top_fraction.between(0.25 - 1e-6, 1 + 1e-6).all()  # the top quarter holds at least a quarter

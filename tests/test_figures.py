@@ -45,8 +45,8 @@ METRICS = ["spearman_abs", "spearman_signed", "ssim", "hog"]
 N_IMAGES, SIZE = 3, 28
 GRID_IMAGES = 2  # images whose maps are kept at every stage (randomization.grid_images)
 # Figures made for each model from the randomization outputs; the theory figures (one fixed model
-# each, FigureSpec.model) are tested in test_theory.py.
-PER_MODEL = [name for name, spec in FIGURES.items() if spec.model is None]
+# each, FigureSpec.model) are tested in test_theory.py, the evaluations' in test_evaluation.py.
+PER_MODEL = [name for name, spec in FIGURES.items() if spec.model is None and not spec.evaluations]
 
 
 @pytest.fixture(autouse=True)

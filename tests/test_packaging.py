@@ -46,7 +46,7 @@ def test_lock_file_pins_every_dependency_exactly():
     assert all("==" in l for l in lines)
 
 
-@pytest.mark.parametrize("preset", ["default", "smoke", "paper"])
+@pytest.mark.parametrize("preset", ["default", "smoke", "paper", "distill"])
 def test_presets_resolve_and_validate(preset):
     config = resolve_config(preset, workflow_dir=WORKFLOW_DIR)
     assert config["preset"] == preset

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-from saliency_sanity.figures import FIGURES
+from saliency_sanity.config import evaluation_models, resolve_config
+from saliency_sanity.figures import FIGURES, figures_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
@@ -39,12 +39,17 @@ def test_dry_run_plans_every_stage_of_the_replication(tmp_path):
     assert counts["train"] == 2 * models  # true and random labels
     # ImageNet: cascading and independent; no label randomization
     assert counts["randomize"] == models * modes + 2 * imagenet_models
-    per_model = [spec for spec in FIGURES.values() if spec.model is None]
-    imagenet_figures = [f for f in per_model if not any(k.startswith("labels_") for k in f.inputs)]
+    evaluations = evaluation_models(resolve_config("smoke", workflow_dir=ROOT / "workflow"))
+    assert counts["evaluate"] == sum(len(models) for models in evaluations.values()) == 7
+    run_modes = {"mnist-cnn": ["cascading", "independent", "labels"], "mnist-mlp": ["cascading", "independent", "labels"],
+                 "fashion-mnist-cnn": ["cascading", "independent", "labels"],
+                 "imagenet-efficientnet_lite0": ["cascading", "independent"], "imagenet-inception_v3": ["cascading", "independent"]}
+    per_model = sum(len(figures_for(modes, [e for e, names in evaluations.items() if model in names]))
+                    for model, modes in run_modes.items())
     assert counts["imagenet_model"] == imagenet_models
-    theory_figures = len(FIGURES) - len(per_model)
+    theory_figures = sum(spec.model is not None for spec in FIGURES.values())
     assert theory_figures == 3  # linear model, conv-sum x 2
-    assert counts["figure"] == len(per_model) * models + len(imagenet_figures) * imagenet_models + theory_figures
+    assert counts["figure"] == per_model + theory_figures
     assert counts["theory_linear"] == counts["theory_convsum"] == 1
     assert counts["figure_index"] == counts["record_config"] == counts["all"] == 1
 
@@ -56,8 +61,11 @@ def test_fewer_modes_plan_only_the_figures_they_feed(tmp_path):
     assert counts["randomize"] == 3 + 2 * 2  # ImageNet (two models): their own modes
     assert "train" in counts and counts["train"] == 3  # no random-label models needed
     cascading_only = [f for f in FIGURES.values() if all(k.startswith("cascading_") for k in f.inputs)]
-    # ImageNet: its own modes; the theory figures (3) do not depend on the modes
-    assert counts["figure"] == 3 * len(cascading_only) + 2 * (len(FIGURES) - 3 - 1) + 3
+    evaluation_figures = 1 + 1 + 2 + 2  # mnist-cnn: convergence, path outputs, ablation x 2; fashion: ablation x 2
+    # ImageNet: its own modes and evaluations; the theory figures (3) do not depend on the modes
+    imagenet = len(figures_for(["cascading", "independent"])) * 2 + len(figures_for([], ["convergence", "path_outputs",
+                                                                                       "ablation"]))
+    assert counts["figure"] == 3 * len(cascading_only) + evaluation_figures + imagenet + 3
 
 
 def test_the_imagenet_experiment_can_be_disabled_or_reduced_to_one_mode(tmp_path):

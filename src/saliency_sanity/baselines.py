@@ -92,6 +92,13 @@ class BaselineSpec:
     def baseline(self) -> Baseline:
         return BASELINES.get_entry(self.name)
 
+    @property
+    def label(self) -> str:
+        """How tables and figures name it: ``blurred``, or with parameters ``blurred(sigma=5)``."""
+        if not self.params:
+            return self.name
+        return f"{self.name}(" + ",".join(f"{k}={v}" for k, v in sorted(self.params.items())) + ")"
+
 
 def make_baseline(spec: str | Mapping[str, Any] | BaselineSpec, x: torch.Tensor, context: Context,
                   config_key: str | None = None) -> torch.Tensor:

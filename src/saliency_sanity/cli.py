@@ -78,6 +78,13 @@ def cmd_randomize(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from saliency_sanity.evaluation import run_evaluation
+
+    run_evaluation(args.name, args.model, args.settings, args.out_csv, data_dir=args.data_dir,
+                   device=args.settings.get("device", "auto"))
+
+
 def cmd_figure(args: argparse.Namespace) -> None:
     from saliency_sanity.figures import make_figure
 
@@ -138,6 +145,7 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from saliency_sanity.data import DATASETS
+    from saliency_sanity.evaluation import EVALUATIONS
     from saliency_sanity.models import MODELS
     from saliency_sanity.randomization import MODES
 
@@ -186,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path("data"))
     p.add_argument("--out-csv", type=Path, required=True)
     p.add_argument("--out-maps", type=Path, required=True)
+
+    p = add("evaluate", cmd_evaluate, "run one registered evaluation of a model; write its tidy CSV")
+    p.add_argument("name", choices=EVALUATIONS.names())
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--settings", type=_json_arg, required=True,
+                   help="the job's settings: seed, device, randomization, methods, images, evaluation (JSON or @file)")
+    p.add_argument("--data-dir", type=Path, default=Path("data"))
+    p.add_argument("--out-csv", type=Path, required=True)
 
     p = add("figure", cmd_figure, "render one registered figure for one model (PDF + PNG)")
     p.add_argument("name")

@@ -13,8 +13,8 @@ architectures, modes, methods) are checked against the registries by
 :func:`saliency_sanity.names.check_names`.
 
 :func:`randomize_settings` picks the sections one randomization job reads (for the ImageNet
-models, the ``imagenet`` section's values in their place), so a job reruns when, and only when,
-its own settings change.
+models, the ``imagenet`` section's values in their place), and :func:`evaluation_settings` those
+of an evaluation job, so a job reruns when, and only when, its own settings change.
 """
 
 from __future__ import annotations
@@ -207,6 +207,25 @@ def randomize_settings(config: Mapping[str, Any], dataset: str, arch: str | None
         images={"sources": image_sources(imagenet), "labels": imagenet["labels"], "size": model.get("image_size")},
     )
     return settings
+
+
+def evaluation_settings(config: Mapping[str, Any], name: str, dataset: str, arch: str | None = None) -> dict[str, Any]:
+    """What evaluation job ``name`` reads for a model ``arch`` of ``dataset``: the randomization job's
+    settings (seed, device, batch size, methods, images) and its section ``evaluations.<name>`` as
+    ``evaluation``, with ``imagenet.evaluations.<name>`` on top for an ImageNet model."""
+    settings = randomize_settings(config, dataset, arch)
+    del settings["similarity"]
+    section = copy.deepcopy((config.get("evaluations") or {}).get(name) or {})
+    if dataset == "imagenet":
+        section.update(copy.deepcopy(((config["imagenet"].get("evaluations") or {}).get(name)) or {}))
+    section.pop("models", None)
+    settings["evaluation"] = section
+    return settings
+
+
+def evaluation_models(config: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Evaluation name -> the models the config runs it on (``evaluations.<name>.models``)."""
+    return {name: list((section or {}).get("models") or []) for name, section in (config.get("evaluations") or {}).items()}
 
 
 def figure_notes(config: Mapping[str, Any], dataset: str, arch: str | None = None, weights: str | None = None) -> str:

@@ -10,9 +10,12 @@ the workflow) import these names; nothing else declares them.
   ``results/maps/<model>-<mode>.npz`` (:data:`MAPS_ARRAYS`, :data:`MAPS_NAMES`, optionally
   :data:`MAPS_OPTIONAL`).
 - A theory check writes ``results/theory/<name>.csv`` and ``results/theory/<name>_maps.npz``.
+- An evaluation (:mod:`saliency_sanity.evaluation`) writes the tidy CSV
+  ``results/evaluation/<model>-<name>.csv``: :data:`EVALUATION_IDENTITY`, then the columns the
+  evaluation declares in its registry entry.
 - A figure's inputs are named by keys (:func:`figure_input_path`): ``<mode>_csv`` and
   ``<mode>_maps`` for a randomization test of the figure's model, ``theory_<name>_csv`` and
-  ``theory_<name>_maps`` for a theory check.
+  ``theory_<name>_maps`` for a theory check, ``eval_<name>_csv`` for an evaluation of the model.
 """
 
 from __future__ import annotations
@@ -31,7 +34,10 @@ MAPS_NAMES = ("dataset", "model", "mode", "normalization")
 MAPS_OPTIONAL = ("display", "completeness")
 NORMALIZATIONS = ("max", "percentile")  # how the archived maps were scaled (saliency_sanity.similarity)
 
+EVALUATION_IDENTITY = ("dataset", "model", "evaluation")  # the first columns of every evaluation's CSV
+
 THEORY_PREFIX = "theory_"
+EVALUATION_PREFIX = "eval_"
 INPUT_KINDS = ("csv", "maps")
 
 
@@ -66,13 +72,23 @@ def theory_maps(name: str, results_dir: str | Path = RESULTS_DIR) -> Path:
     return Path(results_dir) / "theory" / f"{name}_maps.npz"
 
 
+def evaluation_csv(model: str, name: str, results_dir: str | Path = RESULTS_DIR) -> Path:
+    return Path(results_dir) / "evaluation" / f"{model}-{name}.csv"
+
+
 def parse_figure_input(key: str) -> tuple[str, str, str]:
-    """(source, name, kind) of a figure input key: ("randomization", mode, kind) or ("theory", name, kind)."""
+    """(source, name, kind) of a figure input key: ("randomization", mode, kind), ("theory", name, kind)
+    or ("evaluation", name, "csv")."""
     name, _, kind = key.rpartition("_")
     if kind not in INPUT_KINDS or not name:
-        raise ValueError(f"figure input key {key!r} is neither <mode>_csv / <mode>_maps nor theory_<name>_csv / _maps")
+        raise ValueError(f"figure input key {key!r} is none of <mode>_csv / <mode>_maps, theory_<name>_csv / _maps, "
+                         "eval_<name>_csv")
     if name.startswith(THEORY_PREFIX):
         return "theory", name[len(THEORY_PREFIX):], kind
+    if name.startswith(EVALUATION_PREFIX):
+        if kind != "csv":
+            raise ValueError(f"figure input key {key!r}: an evaluation writes a CSV only (eval_<name>_csv)")
+        return "evaluation", name[len(EVALUATION_PREFIX):], kind
     return "randomization", name, kind
 
 
@@ -81,4 +97,6 @@ def figure_input_path(key: str, model: str, results_dir: str | Path = RESULTS_DI
     source, name, kind = parse_figure_input(key)
     if source == "theory":
         return (theory_csv if kind == "csv" else theory_maps)(name, results_dir)
+    if source == "evaluation":
+        return evaluation_csv(model, name, results_dir)
     return (similarity_csv if kind == "csv" else maps_npz)(model, name, results_dir)

@@ -31,6 +31,8 @@ from saliency_sanity.methods.reuse import Memo, shared_work
 
 log = logging.getLogger(__name__)
 
+NO_BASELINE = "none"  # the baseline column of a method that takes none
+
 
 class Harness:
     """Explain models with the configured methods (default: every registered one, opt-in ones where
@@ -84,6 +86,42 @@ class Harness:
 
     def bind(self, method: Method, stage: int = 0) -> BoundMethod:
         return method.bind(self.params.get(method.name), self.context.at_stage(stage))
+
+    def baseline_label(self, method: Method) -> str:
+        """The baseline a method runs with here, as tables name it (``none`` for a method without one)."""
+        spec = self.bind(method).baseline
+        return NO_BASELINE if spec is None else spec.label
+
+    def with_baseline(self, baseline: str | Mapping[str, Any]) -> Harness:
+        """This harness's path methods only, each with ``baseline`` (a name, or a mapping with ``name``
+        and the baseline's parameters) instead of its configured one; same seed, batch size and data."""
+        params = {name: {**p, "baseline": baseline} if METHODS[name].needs_baseline else p
+                  for name, p in self.params.items()}
+        for method in self.methods:
+            if method.needs_baseline:
+                params.setdefault(method.name, {"baseline": baseline})
+        other = Harness(params, methods=[m.name for m in self.methods if m.needs_baseline])
+        other.context = self.context
+        return other
+
+    def iter_explain_baselines(
+        self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, baselines: Sequence[str | Mapping[str, Any]],
+        *, stage: int = 0,
+    ) -> Iterator[tuple[str, str, torch.Tensor]]:
+        """(method, baseline label, maps): every applicable method with its configured baseline, then
+        each path method again with each of ``baselines`` it was not configured with (every method with
+        every baseline, as the attribution-baselines study runs them)."""
+        methods = self.applicable(model)
+        done = {(m.name, self.baseline_label(m)) for m in methods}
+        for name, maps in self.iter_explain(model, x, target, stage=stage, methods=methods):
+            yield name, self.baseline_label(METHODS[name]), maps
+        for baseline in baselines:
+            other = self.with_baseline(baseline)
+            todo = [m for m in other.methods if m in methods and (m.name, other.baseline_label(m)) not in done]
+            for name, maps in other.iter_explain(model, x, target, stage=stage, methods=todo):
+                label = other.baseline_label(METHODS[name])
+                done.add((name, label))
+                yield name, label, maps
 
     def iter_explain(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, stage: int = 0,

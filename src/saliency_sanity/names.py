@@ -9,10 +9,12 @@ not after training. It sits above the registries, so the config module itself im
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from saliency_sanity.config import ConfigError, config_value, randomize_settings
+from saliency_sanity.baselines import BaselineSpec
+from saliency_sanity.config import ConfigError, config_value, evaluation_models, randomize_settings
 from saliency_sanity.data import DATASETS
+from saliency_sanity.evaluation import EVALUATIONS
 from saliency_sanity.harness import Harness
 from saliency_sanity.models import MODELS
 from saliency_sanity.randomization.modes import MODES
@@ -39,6 +41,32 @@ def check_names(config: Mapping[str, Any]) -> None:
                 raise ConfigError(f"config key {key} lists {mode!r}, which needs {list(MODES[mode].needs)}; "
                                   "the ImageNet models have none")
         Harness(randomize_settings(config, dataset)["methods"])
+    sections = [("evaluations", config.get("evaluations") or {}), ("imagenet.evaluations", imagenet.get("evaluations") or {})]
+    for key, evaluations in sections:
+        for name, section in evaluations.items():
+            params = EVALUATIONS.get_entry(name, key).check_params(section or {})
+            for baseline in params.get("baselines") or []:
+                BaselineSpec.parse(baseline, f"{key}.{name}.baselines")
+
+
+def evaluation_jobs(config: Mapping[str, Any], datasets: Mapping[str, str], left_out: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(evaluation, model) pairs the run makes: each ``evaluations.<name>.models`` entry that is a model of
+    the run (``datasets``: model name -> its dataset). A model the run left out (an ImageNet model without
+    its weights) is skipped; any other name is an error naming the config key."""
+    jobs = []
+    for name, models in evaluation_models(config).items():
+        evaluation = EVALUATIONS.get_entry(name, "evaluations")
+        for model in models:
+            if model in left_out:
+                continue
+            if model not in datasets:
+                raise ConfigError(f"config key evaluations.{name}.models lists {model!r}, which this run neither trains "
+                                  f"nor loads; the run's models: {sorted(datasets)}")
+            if not evaluation.applies_to(datasets[model]):
+                raise ConfigError(f"config key evaluations.{name}.models lists {model!r}, a {datasets[model]} model; "
+                                  f"{name} applies to {list(evaluation.datasets)}")
+            jobs.append((name, model))
+    return jobs
 
 
 def check_imagenet_model(arch: str, settings: Mapping[str, Any] | None) -> None:

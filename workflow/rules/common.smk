@@ -3,12 +3,13 @@
 
 import json
 
-from saliency_sanity.config import figure_notes, image_sources, randomize_settings
-from saliency_sanity.contracts import checkpoint_path, maps_npz, model_name, similarity_csv
+from saliency_sanity.config import evaluation_settings, figure_notes, image_sources, randomize_settings
+from saliency_sanity.contracts import checkpoint_path, evaluation_csv, maps_npz, model_name, similarity_csv
 from saliency_sanity.data import DATASETS, downloads_of, raw_dir
 from saliency_sanity.data.registry import DEMO_SOURCE
 from saliency_sanity.models import MODELS
 from saliency_sanity.models.published import imagenet_runs
+from saliency_sanity.names import evaluation_jobs
 from saliency_sanity.randomization import MODES
 
 IMAGENET = config["imagenet"]
@@ -21,6 +22,10 @@ RUNS = {model_name(m["dataset"], m["arch"]): (m["dataset"], m["arch"], config["r
         for m in config["models"]}
 RUNS.update({model_name("imagenet", arch): ("imagenet", arch, IMAGENET["modes"]) for arch in IMAGENET_RUNS.models})
 TRAINED_MODELS = [model for model, (dataset, _, _) in RUNS.items() if dataset != "imagenet"]
+# (evaluation, model) pairs of the evaluations section, without the ImageNet models this run leaves out
+EVALUATION_JOBS = evaluation_jobs(
+    config, {model: dataset for model, (dataset, _, _) in RUNS.items()},
+    left_out=[model_name("imagenet", arch) for arch in IMAGENET.get("models") or {} if arch not in IMAGENET_RUNS.models])
 THREADS = max(1, min(config.get("threads", 2), workflow.cores))
 GPU = 1 if config.get("gpu_jobs", False) else 0
 
@@ -31,6 +36,19 @@ def settings(*sections):
     Passed as params, so Snakemake reruns a job when (and only when) its own settings change.
     """
     return json.dumps({s: config[s] for s in sections}, sort_keys=True, separators=(",", ":"))
+
+
+def explained_inputs(wildcards):
+    """What a job that explains a model reads: its checkpoint, its dataset's files, the ImageNet photos."""
+    dataset = RUNS[wildcards.model][0]
+    inputs = {"model": str(checkpoint_path(wildcards.model)), "data": raw_files(dataset)}
+    if dataset == "imagenet":
+        for source in image_sources(IMAGENET):
+            if source == DEMO_SOURCE:
+                inputs["demo"] = raw_files("imagenet-demo")
+            elif source != "skimage":  # a folder's labels file, so that editing it reruns the job
+                inputs["labels"] = IMAGENET["labels"] or os.path.join(source, "labels.json")
+    return inputs
 
 
 def raw_files(dataset):

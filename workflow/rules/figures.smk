@@ -1,12 +1,14 @@
-# Figures: every registered figure for every model whose runs produce its inputs, the theory
+# Figures: every registered figure for every model whose runs (randomization, evaluations) produce its inputs, the theory
 # figures for their fixed models, then figures/index.md (caption, preset, commit). One rule.
 
 import shlex
 
 from saliency_sanity.figures import FIGURES, figures_for
 
-# (figure, model) pairs: per-model figures from each model's modes, fixed-model (theory) figures once
-FIGURE_JOBS = [(name, model) for model, (_, _, modes) in RUNS.items() for name in figures_for(modes)]
+# (figure, model) pairs: per-model figures from each model's modes and evaluations, fixed-model (theory)
+# figures once
+FIGURE_JOBS = [(name, model) for model, (_, _, modes) in RUNS.items()
+               for name in figures_for(modes, [e for e, m in EVALUATION_JOBS if m == model])]
 FIGURE_JOBS += [(name, spec.model) for name, spec in FIGURES.items() if spec.model is not None]
 
 

@@ -4,16 +4,10 @@
 
 
 def randomization_inputs(wildcards):
-    dataset = RUNS[wildcards.model][0]
-    inputs = {"model": str(checkpoint_path(wildcards.model)), "data": raw_files(dataset)}
+    inputs = explained_inputs(wildcards)
     if "random_label_model" in MODES[wildcards.mode].needs:
-        inputs["random_label_model"] = str(checkpoint_path(model_name(dataset, RUNS[wildcards.model][1], "random")))
-    if dataset == "imagenet":
-        for source in image_sources(IMAGENET):
-            if source == DEMO_SOURCE:
-                inputs["demo"] = raw_files("imagenet-demo")
-            elif source != "skimage":  # a folder's labels file, so that editing it reruns the tests
-                inputs["labels"] = IMAGENET["labels"] or os.path.join(source, "labels.json")
+        dataset, arch, _ = RUNS[wildcards.model]
+        inputs["random_label_model"] = str(checkpoint_path(model_name(dataset, arch, "random")))
     return inputs
 
 

@@ -1,4 +1,4 @@
-"""Reading the randomization runner's outputs (tidy CSV, maps npz) with errors that say what is wrong.
+"""Reading the runners' outputs (similarity CSV, maps npz, evaluation CSV) with errors that say what is wrong.
 
 Also the one statistic every figure shows: the mean over images with a percentile-bootstrap
 95 % confidence interval.
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from saliency_sanity.contracts import EVALUATION_IDENTITY
 from saliency_sanity.contracts import MAPS_ARRAYS as NPZ_ARRAYS
 from saliency_sanity.contracts import MAPS_NAMES as NPZ_NAMES
 from saliency_sanity.contracts import MAPS_OPTIONAL as NPZ_OPTIONAL
@@ -205,3 +206,17 @@ def stage_names(table: pd.DataFrame) -> list[str]:
     if pairs["stage_index"].duplicated().any():
         raise FigureInputError(f"stage indices with more than one stage name: {pairs.to_dict('records')}")
     return pairs["stage"].tolist()
+
+
+def load_evaluation(path: Path, name: str) -> pd.DataFrame:
+    """An evaluation's tidy CSV, checked against its contract: the identity columns, then the columns its
+    registry entry declares, and one evaluation named in it."""
+    from saliency_sanity.evaluation import EVALUATIONS
+
+    table = pd.read_csv(path)
+    expected = list(EVALUATION_IDENTITY) + list(EVALUATIONS.get_entry(name).columns)
+    if list(table.columns) != expected:
+        raise FigureInputError(f"{path}: columns {list(table.columns)}, expected {expected} (evaluation {name!r})")
+    if table.empty or set(table["evaluation"]) != {name}:
+        raise FigureInputError(f"{path}: expected the rows of evaluation {name!r}, found {sorted(set(table['evaluation']))}")
+    return table

@@ -143,13 +143,6 @@ def _accuracy_text(m: MapSet) -> str:
             "(\u2713 correct, \u2717 wrong in the panels).")
 
 
-def _percent(value: float) -> str:
-    """A fraction as a percentage with two significant digits below 10 %, whole percents above."""
-    if not np.isfinite(value):
-        return "inf"
-    return f"{100 * value:.2g} %" if 100 * value < 10 else f"{100 * value:.0f} %"
-
-
 def _completeness_text(m: MapSet, tolerance: float = 0.05) -> str:
     """What the caption says of the completeness error the runner recorded (IG, DeepLIFT), if any."""
     if m.completeness is None:
@@ -160,9 +153,9 @@ def _completeness_text(m: MapSet, tolerance: float = 0.05) -> str:
         if np.isnan(errors).all():
             continue
         first = errors[0]
-        parts.append(f"{style.method_label(method)} median {_percent(np.median(first))}, max {_percent(first.max())} "
-                     f"({int((first <= tolerance).sum())} of {first.size} maps within {_percent(tolerance)}) for "
-                     f"the original model, median {_percent(np.median(errors))} over all stages")
+        parts.append(f"{style.method_label(method)} median {style.percent(np.median(first))}, max {style.percent(first.max())} "
+                     f"({int((first <= tolerance).sum())} of {first.size} maps within {style.percent(tolerance)}) for "
+                     f"the original model, median {style.percent(np.median(errors))} over all stages")
     return ("Completeness error |sum of the map - (f(x) - f(baseline))| / |f(x) - f(baseline)|: "
             + "; ".join(parts) + ".") if parts else ""
 

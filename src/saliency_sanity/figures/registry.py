@@ -19,8 +19,8 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from saliency_sanity.contracts import figure_input_path, parse_figure_input
-from saliency_sanity.figures import plots, style, theory_plots
-from saliency_sanity.figures.inputs import FigureInputError, load_maps, load_similarity
+from saliency_sanity.figures import evaluation_plots, plots, style, theory_plots
+from saliency_sanity.figures.inputs import FigureInputError, load_evaluation, load_maps, load_similarity
 from saliency_sanity.registry import Registry, UnknownNameError
 from saliency_sanity.runtime import atomic_write, write_json, write_text
 
@@ -39,7 +39,7 @@ class FigureSpec:
 
     Input keys follow :func:`saliency_sanity.contracts.figure_input_path`: ``<mode>_csv`` /
     ``<mode>_maps`` for a randomization test of the model, ``theory_<name>_csv`` /
-    ``theory_<name>_maps`` for a theory check. ``model`` is set for a figure about one fixed model (the
+    ``theory_<name>_maps`` for a theory check, ``eval_<name>_csv`` for an evaluation of the model. ``model`` is set for a figure about one fixed model (the
     theory figures); None means one figure per model of the config.
     """
 
@@ -57,8 +57,16 @@ class FigureSpec:
     @property
     def modes(self) -> set[str]:
         """The randomization modes whose results this figure reads."""
+        return self._names("randomization")
+
+    @property
+    def evaluations(self) -> set[str]:
+        """The evaluations whose results this figure reads."""
+        return self._names("evaluation")
+
+    def _names(self, source: str) -> set[str]:
         parsed = (parse_figure_input(key) for key in self.inputs)
-        return {name for source, name, _ in parsed if source == "randomization"}
+        return {name for kind, name, _ in parsed if kind == source}
 
 
 FIGURES: Registry[FigureSpec] = Registry("figure", UnknownFigureError)
@@ -69,10 +77,12 @@ def register_figure(spec: FigureSpec) -> FigureSpec:
     return FIGURES.add(spec.name, spec)
 
 
-def figures_for(modes: Iterable[str]) -> list[str]:
-    """The per-model figures (``model`` None) whose inputs the randomization ``modes`` produce."""
-    modes = set(modes)
-    return [name for name, spec in FIGURES.items() if spec.model is None and spec.modes <= modes]
+def figures_for(modes: Iterable[str], evaluations: Iterable[str] = ()) -> list[str]:
+    """The per-model figures (``model`` None) whose inputs the randomization ``modes`` and the ``evaluations``
+    of a model produce (a figure reads at least one of them)."""
+    modes, evaluations = set(modes), set(evaluations)
+    return [name for name, spec in FIGURES.items() if spec.model is None and (spec.modes or spec.evaluations)
+            and spec.modes <= modes and spec.evaluations <= evaluations]
 
 
 _SIMILARITY = (
@@ -127,6 +137,41 @@ for _spec in (
             "the same architecture trained on randomly permuted labels (top), and the similarity of the "
             "two models' maps per method and metric (bottom).",
             ("labels_maps", "labels_csv"),
+        ),
+        FigureSpec(
+            "ig_convergence",
+            evaluation_plots.ig_convergence,
+            "Convergence of Integrated Gradients on {model}: the completeness error |sum of the map - (f(x) - "
+            "f(x'))| / |f(x) - f(x')| against the gradient passes per image, for each quadrature rule of the "
+            "straight path and for adaptive IG, which refines each image's path until its error is under a "
+            "tolerance (one panel per baseline).",
+            ("eval_convergence_csv",),
+        ),
+        FigureSpec(
+            "path_outputs",
+            evaluation_plots.path_outputs,
+            "Saturation along the path on {model}: the target logit at x' + alpha (x - x') from each baseline "
+            "x' (alpha = 0) to the image (alpha = 1). Where it is flat, the path's gradients carry little of "
+            "the attribution.",
+            ("eval_path_outputs_csv",),
+        ),
+        FigureSpec(
+            "ablation_methods",
+            evaluation_plots.ablation_methods,
+            "Ablation tests on {model}: the true-class logit, as a fraction of the original, after replacing "
+            "the top fraction k of pixels ranked by each method's map (top-k) or a box of area k around the "
+            "map's centre of mass (mass-center), by the image's mean colour or a blurred copy; a random map "
+            "is the control.",
+            ("eval_ablation_csv",),
+        ),
+        FigureSpec(
+            "ablation_baselines",
+            evaluation_plots.ablation_baselines,
+            "Ablation tests on {model} for Integrated Gradients with each baseline: the true-class logit, as a "
+            "fraction of the original, after replacing the top fraction k of pixels by the map (top-k) or a "
+            "box of area k around its centre of mass (mass-center), by the mean colour or a blurred copy; a "
+            "random map is the control.",
+            ("eval_ablation_csv",),
         ),
         FigureSpec(
             "convsum_maps",
@@ -228,8 +273,11 @@ def _load_inputs(spec: FigureSpec, model: str, inputs: Mapping[str, Path]) -> di
                 f"figure {spec.name!r}: input {key} = {path} does not exist; run the step that writes "
                 f"it (snakemake {path})"
             )
-        if parse_figure_input(key)[0] == "theory":
+        source, input_name, _ = parse_figure_input(key)
+        if source == "theory":
             data[key] = theory_plots.load_theory_input(path)
+        elif source == "evaluation":
+            data[key] = load_evaluation(path, input_name)
         else:
             data[key] = load_maps(path) if key.endswith("_maps") else load_similarity(path)
     return data

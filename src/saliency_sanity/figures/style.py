@@ -112,6 +112,11 @@ def method_colour(method: str) -> str:
     return spare[zlib.crc32(method.encode()) % len(spare)]
 
 
+def categorical_colours(n: int) -> list[str]:
+    """n distinguishable colours (tab10, then tab20's light half), for lines that are not methods (baselines)."""
+    return [_METHOD_COLOURS[i % len(_METHOD_COLOURS)] for i in range(n)]
+
+
 def method_label(method: str, width: int | None = None) -> str:
     """Human-readable method name, optionally wrapped to ``width`` characters per line."""
     label = LABELS.get(method, method.replace("_", " "))
@@ -126,6 +131,13 @@ def metric_label(metric: str, width: int | None = None) -> str:
 def order_metrics(metrics) -> list[str]:
     unique = list(dict.fromkeys(metrics))
     return sorted(unique, key=lambda m: _rank(m, METRIC_ORDER))
+
+
+def percent(value: float) -> str:
+    """A fraction as a percentage in captions: two significant digits below 10 %, whole percents above."""
+    if not np.isfinite(value):
+        return "inf"
+    return f"{100 * value:.2g} %" if 100 * value < 10 else f"{100 * value:.0f} %"
 
 
 def display_map(panel: np.ndarray, signed: bool = False) -> np.ndarray | None:

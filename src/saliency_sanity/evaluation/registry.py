@@ -1,0 +1,90 @@
+"""The evaluation registry: analyses of a model's maps beyond the randomization tests (IG's
+convergence, the output along the path, ablations, decoy checks). Each is one decorated function
+``fn(run, **params) -> DataFrame`` that returns a tidy table with its declared columns; the runner
+(:mod:`saliency_sanity.evaluation.runner`) loads the model and data, adds the identity columns
+(:data:`~saliency_sanity.contracts.EVALUATION_IDENTITY`) and writes
+``results/evaluation/<model>-<name>.csv``. The config's ``evaluations.<name>`` section names the
+models (``models``), how many test images (``n_images``) and the function's keyword parameters.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from saliency_sanity.harness import Harness
+from saliency_sanity.jobs import ExplainJob
+from saliency_sanity.registry import Registry
+
+SECTION_KEYS = ("models", "n_images")  # keys of evaluations.<name> that are not the function's parameters
+
+
+@dataclass(frozen=True)
+class EvaluationRun:
+    """What an evaluation works on: the loaded job (model, test examples, device), the harness with the
+    config's methods, and the seed and batch size of the run."""
+
+    job: ExplainJob
+    harness: Harness
+    seed: int
+    batch_size: int | None
+
+
+EvaluationFn = Callable[..., pd.DataFrame]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A registered evaluation: its function, the columns of its table, and the datasets it applies to."""
+
+    name: str
+    fn: EvaluationFn
+    columns: tuple[str, ...]
+    datasets: tuple[str, ...] | None = None  # None: any dataset
+    description: str = ""
+
+    def accepts(self) -> set[str]:
+        """Its keyword parameters, settable in the config's ``evaluations.<name>`` section."""
+        params = inspect.signature(self.fn).parameters
+        return {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+    def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The section's function parameters; an unknown one is an error naming the config key."""
+        params = {k: v for k, v in params.items() if k not in SECTION_KEYS}
+        unknown = sorted(set(params) - self.accepts())
+        if unknown:
+            raise ValueError(f"config key evaluations.{self.name} has unknown parameter(s) {unknown}; "
+                             f"{self.name} takes {sorted(self.accepts() | set(SECTION_KEYS))}")
+        return params
+
+    def applies_to(self, dataset: str) -> bool:
+        return self.datasets is None or dataset in self.datasets
+
+    def __call__(self, run: EvaluationRun, **params: Any) -> pd.DataFrame:
+        if not self.applies_to(run.job.dataset):
+            raise ValueError(f"evaluation {self.name!r} applies to datasets {list(self.datasets)}, not "
+                             f"{run.job.dataset!r} (model {run.job.name}); take it out of evaluations.{self.name}.models")
+        table = self.fn(run, **self.check_params(params))
+        if tuple(table.columns) != self.columns:
+            raise RuntimeError(f"evaluation {self.name!r} returned columns {list(table.columns)}, it declares "
+                               f"{list(self.columns)}")
+        return table
+
+
+EVALUATIONS: Registry[Evaluation] = Registry("evaluation")
+
+
+def register_evaluation(
+    name: str, *, columns: tuple[str, ...], datasets: tuple[str, ...] | None = None
+) -> Callable[[EvaluationFn], EvaluationFn]:
+    """Register ``fn(run, **params) -> DataFrame`` (``columns``, in order) as evaluation ``name``."""
+
+    def decorator(fn: EvaluationFn) -> EvaluationFn:
+        doc = (inspect.getdoc(fn) or "").split("\n")[0]
+        EVALUATIONS.add(name, Evaluation(name, fn, tuple(columns), datasets, doc))
+        return fn
+
+    return decorator

@@ -1,0 +1,269 @@
+"""The evaluations (saliency_sanity.evaluation): every registered one through the runner into its CSV
+contract and its figures; the ablation tests against hand-computed curves; adaptive IG's passes;
+every method with every baseline through the harness; the config and the workflow's jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from saliency_sanity.config import ConfigError, evaluation_settings
+from saliency_sanity.contracts import EVALUATION_IDENTITY, evaluation_csv, figure_input_path
+from saliency_sanity.data import DATASETS, Examples, register_dataset
+from saliency_sanity.evaluation import EVALUATIONS, run_evaluation
+from saliency_sanity.evaluation.ablation import ablation_table, mass_center_masks, top_k_masks
+from saliency_sanity.evaluation.convergence import adaptive_table
+from saliency_sanity.figures import FIGURES, figures_for, make_figure
+from saliency_sanity.figures.evaluation_plots import passes_to_reach, target_error
+from saliency_sanity.harness import NO_BASELINE, Harness
+from saliency_sanity.methods import METHODS
+from saliency_sanity.methods.gradients import integrated_gradients, locally_refined_integrated_gradients
+from saliency_sanity.models import build_model, save_checkpoint
+from saliency_sanity.names import check_names, evaluation_jobs
+
+CHEAP_METHODS = {"integrated_gradients": {"steps": 4}, "ig_smoothgrad": {"steps": 2, "n_samples": 2},
+                 **{name: {"n_samples": 2} for name in ("smoothgrad", "smoothgrad_squared", "vargrad")}}
+CHEAP = {  # each registered evaluation's cheapest settings; a new one runs with its defaults
+    "convergence": {"rules": ["right", "gauss_legendre"], "steps": [2, 4], "tolerances": [0.5], "baselines": ["uniform"],
+                    "adaptive": {"midpoint": {"steps": 2}, "local": {"steps": 2}}},
+    "path_outputs": {"points": 5, "baselines": ["training"]},
+    "ablation": {"fractions": [0.5, 1.0], "baselines": ["uniform", "training"]},
+}
+
+
+# --------------------------------------------------------------------------- every evaluation, end to end
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """An untrained MNIST CNN on a fake MNIST whose labels are its own predictions (so every image is
+    correctly classified, as the ablation needs)."""
+    model = build_model("cnn", seed=0).eval()
+    images = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    path = tmp_path_factory.mktemp("models") / "mnist-cnn.pt"
+    save_checkpoint(model, path, {"dataset": "mnist", "arch": "cnn"})
+    return path, Examples(images, labels)
+
+
+@pytest.fixture
+def fake_mnist(checkpoint):
+    with DATASETS.isolated():
+        @register_dataset("mnist", num_classes=10)
+        def fake(split, source):
+            test = checkpoint[1]
+            if split == "test":
+                return test
+            return Examples(test.images.repeat(200, 1, 1, 1), test.labels.repeat(200))  # the 1,000 draws
+
+        yield checkpoint[0]
+
+
+def _settings(name: str, **section) -> dict:
+    return {"seed": 0, "device": "cpu", "randomization": {"batch_size": 64}, "methods": CHEAP_METHODS,
+            "evaluation": {"n_images": 3, **CHEAP.get(name, {}), **section}}
+
+
+@pytest.mark.parametrize("name", EVALUATIONS.names())
+def test_every_evaluation_writes_its_csv_contract_and_renders_its_figures(name, fake_mnist, tmp_path):
+    out = evaluation_csv("mnist-cnn", name, tmp_path)
+    table = run_evaluation(name, fake_mnist, _settings(name), out, device="cpu")
+    csv = pd.read_csv(out)
+    assert list(csv.columns) == list(EVALUATION_IDENTITY) + list(EVALUATIONS[name].columns)
+    assert len(csv) == len(table) > 0 and set(csv.evaluation) == {name} and set(csv.model) == {"mnist-cnn"}
+    if "baseline" in csv.columns and "baselines" in CHEAP.get(name, {}):
+        assert set(CHEAP[name]["baselines"]) <= set(csv.baseline)  # each listed baseline has its rows
+    figures = figures_for([], [name])
+    assert figures, f"no figure reads evaluation {name!r}"
+    for figure in figures:
+        inputs = {key: out for key in FIGURES[figure].inputs}
+        paths = make_figure(figure, "mnist-cnn", inputs, tmp_path / "figures", preset="test")
+        assert all(p.is_file() for p in paths)
+
+
+def test_an_unknown_evaluation_parameter_names_its_config_key(fake_mnist, tmp_path):
+    with pytest.raises(ValueError, match=r"evaluations.ablation has unknown parameter\(s\) \['fraction'\]"):
+        run_evaluation("ablation", fake_mnist, _settings("ablation", fraction=[0.5]), tmp_path / "a.csv", device="cpu")
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_ablation_keeps_only_correctly_classified_images(checkpoint, tmp_path):
+    path, examples = checkpoint
+    flipped = examples.labels.clone()
+    flipped[:2] = (flipped[:2] + 1) % 10  # images 0 and 1 now misclassified
+    with DATASETS.isolated():
+        register_dataset("mnist", num_classes=10)(lambda split, source: Examples(examples.images, flipped))
+        table = run_evaluation("ablation", path, _settings("ablation", n_images=4, baselines=[]),
+                               tmp_path / "a.csv", device="cpu")
+    assert set(table.image) == {2, 3}
+
+
+# --------------------------------------------------------------------------- ablation by hand
+
+
+class Weighted(nn.Module):
+    """Two logits: w . x and 0."""
+
+    def __init__(self, w: torch.Tensor):
+        super().__init__()
+        self.w = w
+
+    def forward(self, x):
+        first = (x * self.w).flatten(1).sum(1, keepdim=True)
+        return torch.cat([first, torch.zeros_like(first)], dim=1)
+
+
+def test_top_k_ablation_of_a_known_map_gives_the_hand_computed_curve():
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # mean 2.5
+    model = Weighted(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))  # f = x00 + 2 x11 = 9
+    maps = torch.tensor([[[[0.0, 1.0], [3.0, 2.0]]]])  # ranks: x10 (3), x11 (2), x01 (1), x00 (0)
+    table = ablation_table(model, x, torch.tensor([0]), maps, fractions=[0.25, 0.5, 0.75, 1.0], fills=["mean"],
+                           tests=["top_k"])
+    # x10 is weightless: 9; then x11 -> 2.5: 1 + 5 = 6; x01 weightless: 6; x00 -> 2.5: 2.5 + 5 = 7.5
+    assert table.logit.tolist() == pytest.approx([9.0, 6.0, 6.0, 7.5])
+    assert (table.original_logit == 9.0).all() and table.fraction.tolist() == [0.25, 0.5, 0.75, 1.0]
+
+
+def test_mass_center_box_sits_on_the_centre_of_mass_inside_the_image():
+    scores = torch.zeros(2, 6, 6)
+    scores[0, 5, 5] = 1.0  # mass in the bottom-right corner: the box is pushed inside
+    scores[1, 2, 1] = scores[1, 2, 3] = 1.0  # centre (2, 2)
+    masks = mass_center_masks(scores, [1 / 9, 0.25])
+    corner, centre = masks[0], masks[1]
+    assert corner[0].sum() == 4 and corner[0, 4:, 4:].all()  # round(6 / 3) = 2: a 2 x 2 box in the corner
+    assert corner[1].sum() == 9 and corner[1, 3:, 3:].all()
+    assert centre[1].sum() == 9 and centre[1, 1:4, 1:4].all()  # 3 x 3 around (2, 2)
+    empty = mass_center_masks(torch.zeros(1, 6, 6), [0.25])  # no positive mass: the image centre
+    assert empty[0, 0].sum() == 9 and empty[0, 0, 2:5, 2:5].all()  # centre 2.5: round(1.5) = 2 (half to even)
+
+
+def test_top_k_masks_count_pixels_and_break_ties_by_position():
+    masks = top_k_masks(torch.zeros(1, 2, 5), [0.2, 0.5, 1.0])
+    assert masks.sum((2, 3)).tolist() == [[2, 5, 10]]
+    assert masks[0, 0].flatten().tolist()[:2] == [True, True]  # equal scores: the first pixels first
+
+
+# --------------------------------------------------------------------------- adaptive IG's passes
+
+
+def test_adaptive_table_meets_each_tolerance_or_spends_the_maximum(shipped_models, images):
+    model = shipped_models["cnn"]
+    target = model(images).argmax(1)
+    table = adaptive_table(model, images, target, torch.zeros_like(images), rule="midpoint", steps=2,
+                           tolerances=[0.1, 0.02], max_steps=54)
+    assert set(table.passes) <= {2, 6, 18, 54}  # the midpoint rule's nested grids
+    met = table[table.passes < 54]
+    assert (met.error <= met.tolerance).all()
+    tight, loose = (table[table.tolerance == t].set_index("image").passes for t in (0.02, 0.1))
+    assert (tight >= loose).all()
+
+
+class Kinked(nn.Module):
+    """f(x) = sum relu(x - 0.3): on a zero baseline and x = 0.7 the path integrand jumps once, at alpha = 3/7."""
+
+    def forward(self, x):
+        return torch.relu(x - 0.3).flatten(1).sum(1, keepdim=True)
+
+
+def test_local_refinement_halves_the_interval_with_the_jump_until_complete():
+    x, target = torch.full((1, 1, 1, 3), 0.7, dtype=torch.float64), torch.zeros(1, dtype=torch.long)
+    maps, counts = locally_refined_integrated_gradients(Kinked(), x, target, steps=2, tolerance=1e-3, max_steps=400,
+                                                        per_round=1)
+    # each halving of the one interval holding 3/7 about halves the error: from 0.125 (2 points) to under 1e-3
+    # in 9 halvings (11 points), where a uniform trapezoid is still at 0.7 % with 120 points
+    assert counts.item() <= 12
+    assert relative_completeness_error(maps, x) <= 1e-3
+    uniform = integrated_gradients(Kinked(), x, target, steps=12, rule="trapezoid")
+    assert relative_completeness_error(uniform, x) > 1e-2
+
+
+def relative_completeness_error(maps: torch.Tensor, x: torch.Tensor) -> float:
+    return abs(maps.sum().item() - 1.2) / 1.2  # f(x) - f(0) = 3 * 0.4
+
+
+def test_local_refinement_equals_the_fixed_trapezoid_where_it_need_not_refine(shipped_models, images):
+    model, target = shipped_models["cnn"], torch.zeros(len(images), dtype=torch.long)
+    maps, counts = locally_refined_integrated_gradients(model, images, target, steps=9, tolerance=10.0)
+    assert (counts == 9).all()
+    torch.testing.assert_close(maps, integrated_gradients(model, images, target, steps=9, rule="trapezoid"))
+    with pytest.raises(ValueError, match="refine='local' refines the trapezoid"):
+        integrated_gradients(model, images, target, rule="midpoint", refine="local", tolerance=0.1)
+
+
+def test_convergence_facts_find_the_reference_and_the_passes_to_reach_it():
+    rows = [("right", 50, np.nan, i, 50, e) for i, e in enumerate([0.01, 0.02, 0.03])]
+    rows += [("gauss_legendre", s, np.nan, i, s, e) for s, e in ((8, 0.05), (16, 0.015)) for i in range(3)]
+    rows += [("adaptive-midpoint", 4, t, i, p, e) for t, p, e in ((0.05, 5, 0.04), (0.02, 12, 0.01)) for i in range(3)]
+    table = pd.DataFrame(rows, columns=["rule", "steps", "tolerance", "image", "passes", "error"])
+    assert target_error(table) == pytest.approx(0.02)
+    assert passes_to_reach(table, 0.02) == {"right": 50, "gauss_legendre": 16, "adaptive-midpoint": 12}
+
+
+# --------------------------------------------------------------------------- every method with every baseline
+
+
+def test_harness_runs_each_path_method_once_per_baseline(shipped_models, images):
+    harness = Harness({"integrated_gradients": {"steps": 4}, "deeplift_rescale": {}, "gradient": {}},
+                      methods=["integrated_gradients", "deeplift_rescale", "gradient"])
+    model = shipped_models["cnn"]
+    target = torch.zeros(len(images), dtype=torch.long)
+    runs = [(m, b) for m, b, _ in harness.iter_explain_baselines(model, images, target, ["zero", "max_distance",
+                                                                                         {"name": "blurred", "sigma": 2}])]
+    assert runs == [("integrated_gradients", "zero"), ("deeplift_rescale", "zero"), ("gradient", NO_BASELINE),
+                    ("integrated_gradients", "max_distance"), ("deeplift_rescale", "max_distance"),
+                    ("integrated_gradients", "blurred(sigma=2)"), ("deeplift_rescale", "blurred(sigma=2)")]
+    maps = {(m, b): v for m, b, v in harness.iter_explain_baselines(model, images, target, ["max_distance"])}
+    expected = Harness({"integrated_gradients": {"steps": 4, "baseline": "max_distance"}},
+                       methods=["integrated_gradients"]).explain(model, images, target)["integrated_gradients"]
+    torch.testing.assert_close(maps[("integrated_gradients", "max_distance")], expected)
+
+
+# --------------------------------------------------------------------------- config and workflow
+
+
+def _config(**evaluations) -> dict:
+    return {"models": [], "randomization": {"modes": ["cascading"]}, "methods": {"gradient": {}},
+            "imagenet": {"enabled": False, "evaluations": {"ablation": {"n_images": None, "blur_sigma": 20}}},
+            "seed": 0, "device": "cpu", "similarity": {}, "evaluations": evaluations}
+
+
+def test_evaluation_settings_put_the_imagenet_section_on_top():
+    config = _config(ablation={"models": ["mnist-cnn"], "n_images": 100, "blur_sigma": 4, "fills": ["mean"]})
+    config["imagenet"].update(methods={}, similarity={}, labels=None, images=["demo"], n_images=3, models={})
+    mnist = evaluation_settings(config, "ablation", "mnist", "cnn")["evaluation"]
+    imagenet = evaluation_settings(config, "ablation", "imagenet", "efficientnet_lite0")["evaluation"]
+    assert mnist == {"n_images": 100, "blur_sigma": 4, "fills": ["mean"]}
+    assert imagenet == {"n_images": None, "blur_sigma": 20, "fills": ["mean"]}
+
+
+def test_evaluation_jobs_skip_left_out_models_and_name_unknown_ones():
+    config = _config(ablation={"models": ["mnist-cnn", "imagenet-inception_v3"]})
+    jobs = evaluation_jobs(config, {"mnist-cnn": "mnist"}, left_out=["imagenet-inception_v3"])
+    assert jobs == [("ablation", "mnist-cnn")]
+    with pytest.raises(ConfigError, match=r"evaluations.ablation.models lists 'mnist-mlp'"):
+        evaluation_jobs(_config(ablation={"models": ["mnist-mlp"]}), {"mnist-cnn": "mnist"})
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"nope": {}}, r"unknown evaluation 'nope' \(config key evaluations\)"),
+    ({"ablation": {"blur": 3}}, r"evaluations.ablation has unknown parameter\(s\) \['blur'\]"),
+    ({"ablation": {"baselines": ["grey"]}}, r"unknown baseline 'grey' \(config key evaluations.ablation.baselines\)"),
+])
+def test_check_names_catches_bad_evaluation_settings(section, message):
+    with pytest.raises(ValueError, match=message):
+        check_names(_config(**section))
+
+
+def test_evaluation_figure_inputs_are_the_evaluation_csvs():
+    assert figure_input_path("eval_ablation_csv", "mnist-cnn") == Path("results/evaluation/mnist-cnn-ablation.csv")
+    with pytest.raises(ValueError, match="an evaluation writes a CSV only"):
+        figure_input_path("eval_ablation_maps", "mnist-cnn")
+    assert set(figures_for([], ["ablation"])) == {"ablation_methods", "ablation_baselines"}
+    assert not set(figures_for(["cascading"], [])) & {"ablation_methods", "ig_convergence"}
+    assert all(METHODS[m] for m in ("integrated_gradients", "random_noise"))  # what the figures single out
