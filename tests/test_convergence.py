@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from saliency_sanity.evaluation.convergence import convergence_table, path_outputs
+from saliency_sanity.evaluation.convergence import convergence_table, map_error, path_outputs
 
 
 class SumOfSquares(nn.Module):
@@ -39,3 +39,10 @@ def test_path_outputs_follow_the_straight_path(inputs):
     f_x = (x**2).flatten(1).sum(1)
     for row in table.itertuples():
         assert row.logit == pytest.approx(row.alpha**2 * f_x[row.image].item(), rel=1e-9, abs=1e-12)
+
+
+def test_map_error_is_the_relative_distance_from_the_reference():
+    reference = torch.tensor([[[3.0, 4.0]], [[1.0, 0.0]]])
+    maps = torch.tensor([[[3.0, 4.0]], [[0.0, 1.0]]])
+    assert map_error(maps, reference) == pytest.approx([0.0, 2**0.5])
+    assert all(value != value for value in map_error(maps, None))  # NaN without a reference

@@ -12,11 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from saliency_sanity.config import ConfigError, evaluation_settings
+from saliency_sanity.config import ConfigError, evaluation_settings, resolve_config, training_settings
 from saliency_sanity.contracts import EVALUATION_IDENTITY, evaluation_csv, figure_input_path
 from saliency_sanity.data import DATASETS, Examples, register_dataset
+from saliency_sanity.data.decoy import SHORTCUTS
 from saliency_sanity.evaluation import EVALUATIONS, run_evaluation
-from saliency_sanity.evaluation.ablation import ablation_table, mass_center_masks, top_k_masks
+from saliency_sanity.evaluation.ablation import ablation_table, fill_values, mass_center_masks, top_k_masks
 from saliency_sanity.evaluation.convergence import adaptive_table
 from saliency_sanity.figures import FIGURES, figures_for, make_figure
 from saliency_sanity.figures.evaluation_plots import passes_to_reach, target_error
@@ -30,9 +31,10 @@ CHEAP_METHODS = {"integrated_gradients": {"steps": 4}, "ig_smoothgrad": {"steps"
                  **{name: {"n_samples": 2} for name in ("smoothgrad", "smoothgrad_squared", "vargrad")}}
 CHEAP = {  # each registered evaluation's cheapest settings; a new one runs with its defaults
     "convergence": {"rules": ["right", "gauss_legendre"], "steps": [2, 4], "tolerances": [0.5], "baselines": ["uniform"],
-                    "adaptive": {"midpoint": {"steps": 2}, "local": {"steps": 2}}},
+                    "adaptive": {"midpoint": {"steps": 2}, "local": {"steps": 2}}, "reference_steps": 8},
     "path_outputs": {"points": 5, "baselines": ["training"]},
     "ablation": {"fractions": [0.5, 1.0], "baselines": ["uniform", "training"]},
+    "shortcut": {"baselines": ["max_distance"]},
 }
 
 
@@ -54,7 +56,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def fake_mnist(checkpoint):
-    with DATASETS.isolated():
+    with DATASETS.isolated(keep=tuple(SHORTCUTS)):
         @register_dataset("mnist", num_classes=10)
         def fake(split, source):
             test = checkpoint[1]
@@ -72,18 +74,23 @@ def _settings(name: str, **section) -> dict:
 
 @pytest.mark.parametrize("name", EVALUATIONS.names())
 def test_every_evaluation_writes_its_csv_contract_and_renders_its_figures(name, fake_mnist, tmp_path):
-    out = evaluation_csv("mnist-cnn", name, tmp_path)
-    table = run_evaluation(name, fake_mnist, _settings(name), out, device="cpu")
+    checkpoint, datasets = fake_mnist, EVALUATIONS[name].datasets
+    if datasets is not None:  # the same model, recorded as trained on a dataset the evaluation applies to
+        checkpoint = tmp_path / f"{datasets[0]}-cnn.pt"
+        save_checkpoint(build_model("cnn", seed=0), checkpoint, {"dataset": datasets[0], "arch": "cnn"})
+    model = checkpoint.stem
+    out = evaluation_csv(model, name, tmp_path)
+    table = run_evaluation(name, checkpoint, _settings(name), out, device="cpu")
     csv = pd.read_csv(out)
     assert list(csv.columns) == list(EVALUATION_IDENTITY) + list(EVALUATIONS[name].columns)
-    assert len(csv) == len(table) > 0 and set(csv.evaluation) == {name} and set(csv.model) == {"mnist-cnn"}
+    assert len(csv) == len(table) > 0 and set(csv.evaluation) == {name} and set(csv.model) == {model}
     if "baseline" in csv.columns and "baselines" in CHEAP.get(name, {}):
         assert set(CHEAP[name]["baselines"]) <= set(csv.baseline)  # each listed baseline has its rows
     figures = figures_for([], [name])
     assert figures, f"no figure reads evaluation {name!r}"
     for figure in figures:
         inputs = {key: out for key in FIGURES[figure].inputs}
-        paths = make_figure(figure, "mnist-cnn", inputs, tmp_path / "figures", preset="test")
+        paths = make_figure(figure, model, inputs, tmp_path / "figures", preset="test")
         assert all(p.is_file() for p in paths)
 
 
@@ -123,8 +130,8 @@ def test_top_k_ablation_of_a_known_map_gives_the_hand_computed_curve():
     x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # mean 2.5
     model = Weighted(torch.tensor([[1.0, 0.0], [0.0, 2.0]]))  # f = x00 + 2 x11 = 9
     maps = torch.tensor([[[[0.0, 1.0], [3.0, 2.0]]]])  # ranks: x10 (3), x11 (2), x01 (1), x00 (0)
-    table = ablation_table(model, x, torch.tensor([0]), maps, fractions=[0.25, 0.5, 0.75, 1.0], fills=["mean"],
-                           tests=["top_k"])
+    table = ablation_table(model, x, torch.tensor([0]), maps, fractions=[0.25, 0.5, 0.75, 1.0],
+                           fills={"mean": fill_values(x, "mean", 1.0)}, tests=["top_k"])
     # x10 is weightless: 9; then x11 -> 2.5: 1 + 5 = 6; x01 weightless: 6; x00 -> 2.5: 2.5 + 5 = 7.5
     assert table.logit.tolist() == pytest.approx([9.0, 6.0, 6.0, 7.5])
     assert (table.original_logit == 9.0).all() and table.fraction.tolist() == [0.25, 0.5, 0.75, 1.0]
@@ -141,6 +148,38 @@ def test_mass_center_box_sits_on_the_centre_of_mass_inside_the_image():
     assert centre[1].sum() == 9 and centre[1, 1:4, 1:4].all()  # 3 x 3 around (2, 2)
     empty = mass_center_masks(torch.zeros(1, 6, 6), [0.25])  # no positive mass: the image centre
     assert empty[0, 0].sum() == 9 and empty[0, 0, 2:5, 2:5].all()  # centre 2.5: round(1.5) = 2 (half to even)
+
+
+def test_shortcut_measures_accuracy_per_condition_and_mass_on_the_patch(checkpoint, tmp_path):
+    """A model that reads only the decoy patch: right with the true code, at chance with a random one, and
+    class 0 without one; a map that is the input's gradient puts all its mass on the patch."""
+
+    class PatchReader(nn.Module):
+        def forward(self, x):  # logit c = (k + 1)(c + 1) - (c + 1)^2 / 2, largest at c = k = 9 * patch mean
+            code = 9 * x[:, 0, :3, :3].mean((1, 2)).unsqueeze(1) + 1
+            classes = torch.arange(1.0, 11.0)
+            return code * classes - classes**2 / 2
+
+    path = tmp_path / "decoy-mnist-cnn.pt"
+    save_checkpoint(build_model("cnn", seed=0), path, {"dataset": "decoy-mnist", "arch": "cnn"})
+    labels = torch.arange(10).repeat(3)
+    images = torch.rand(30, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    images[:, :, :3, :3] = 0  # MNIST's corners are black
+    with DATASETS.isolated(keep=tuple(SHORTCUTS)):
+        register_dataset("mnist", num_classes=10)(lambda split, source: Examples(images, labels))
+        from saliency_sanity.evaluation import shortcut as module
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("saliency_sanity.jobs.load_checkpoint", lambda p, device: PatchReader())
+            table = run_evaluation("shortcut", path, _settings("shortcut", n_images=30, baselines=[]),
+                                   tmp_path / "s.csv", device="cpu")
+    assert module.CONDITIONS == ("true_code", "random_code", "no_code")
+    accuracy = table[table.measure == "correct"].groupby("condition").value.mean()
+    assert accuracy["true_code"] == 1.0 and accuracy["no_code"] == pytest.approx(0.1)  # class 0 only
+    assert accuracy["random_code"] < 0.5
+    mass = table[table.measure == "mass_on_shortcut"].groupby("method").value.mean()
+    assert mass["gradient"] == pytest.approx(1.0) and mass["sobel"] < 0.2
+    assert table[table.measure == "area"].value.eq(9 / 784).all()
 
 
 def test_top_k_masks_count_pixels_and_break_ties_by_position():
@@ -197,12 +236,13 @@ def test_local_refinement_equals_the_fixed_trapezoid_where_it_need_not_refine(sh
 
 
 def test_convergence_facts_find_the_reference_and_the_passes_to_reach_it():
-    rows = [("right", 50, np.nan, i, 50, e) for i, e in enumerate([0.01, 0.02, 0.03])]
-    rows += [("gauss_legendre", s, np.nan, i, s, e) for s, e in ((8, 0.05), (16, 0.015)) for i in range(3)]
-    rows += [("adaptive-midpoint", 4, t, i, p, e) for t, p, e in ((0.05, 5, 0.04), (0.02, 12, 0.01)) for i in range(3)]
-    table = pd.DataFrame(rows, columns=["rule", "steps", "tolerance", "image", "passes", "error"])
-    assert target_error(table) == pytest.approx(0.02)
+    rows = [("right", 50, np.nan, i, 50, e, 2 * e) for i, e in enumerate([0.01, 0.02, 0.03])]
+    rows += [("gauss_legendre", s, np.nan, i, s, e, e) for s, e in ((8, 0.05), (16, 0.015)) for i in range(3)]
+    rows += [("adaptive-midpoint", 4, t, i, p, e, e) for t, p, e in ((0.05, 5, 0.04), (0.02, 12, 0.01)) for i in range(3)]
+    table = pd.DataFrame(rows, columns=["rule", "steps", "tolerance", "image", "passes", "error", "map_error"])
+    assert target_error(table) == pytest.approx(0.02) and target_error(table, "map_error") == pytest.approx(0.04)
     assert passes_to_reach(table, 0.02) == {"right": 50, "gauss_legendre": 16, "adaptive-midpoint": 12}
+    assert passes_to_reach(table, 0.04, "map_error") == {"right": 50, "gauss_legendre": 16, "adaptive-midpoint": 5}
 
 
 # --------------------------------------------------------------------------- every method with every baseline
@@ -267,3 +307,11 @@ def test_evaluation_figure_inputs_are_the_evaluation_csvs():
     assert set(figures_for([], ["ablation"])) == {"ablation_methods", "ablation_baselines"}
     assert not set(figures_for(["cascading"], [])) & {"ablation_methods", "ig_convergence"}
     assert all(METHODS[m] for m in ("integrated_gradients", "random_noise"))  # what the figures single out
+
+
+def test_a_models_entry_can_train_with_its_own_settings_and_no_randomization_test():
+    config = resolve_config("default", workflow_dir=Path(__file__).resolve().parents[1] / "workflow")
+    decoy = next(m for m in config["models"] if m["dataset"] == "decoy-mnist")
+    assert decoy["modes"] == [] and "decoy-mnist-cnn" in config["evaluations"]["shortcut"]["models"]
+    assert training_settings(config, "decoy-mnist", "cnn")["true_labels"]["cnn"]["epochs"] == 1
+    assert training_settings(config, "mnist", "cnn") == config["training"]

@@ -36,14 +36,15 @@ def test_dry_run_plans_every_stage_of_the_replication(tmp_path):
     counts = job_counts(result.stdout)
     models, modes, imagenet_models = 3, 3, 2  # EfficientNet-Lite0 (real weights) and Inception v3 (untrained)
     assert counts["download_mnist"] == counts["download_fashion_mnist"] == counts["download_imagenet_demo"] == 1
-    assert counts["train"] == 2 * models  # true and random labels
+    assert counts["train"] == 2 * models + 2  # true and random labels; the two shortcut models (no tests) true only
     # ImageNet: cascading and independent; no label randomization
     assert counts["randomize"] == models * modes + 2 * imagenet_models
     evaluations = evaluation_models(resolve_config("smoke", workflow_dir=ROOT / "workflow"))
-    assert counts["evaluate"] == sum(len(models) for models in evaluations.values()) == 7
+    assert counts["evaluate"] == sum(len(models) for models in evaluations.values()) == 9
     run_modes = {"mnist-cnn": ["cascading", "independent", "labels"], "mnist-mlp": ["cascading", "independent", "labels"],
                  "fashion-mnist-cnn": ["cascading", "independent", "labels"],
-                 "imagenet-efficientnet_lite0": ["cascading", "independent"], "imagenet-inception_v3": ["cascading", "independent"]}
+                 "imagenet-efficientnet_lite0": ["cascading", "independent"], "imagenet-inception_v3": ["cascading", "independent"],
+                 "decoy-mnist-cnn": [], "class-noise-mnist-cnn": []}
     per_model = sum(len(figures_for(modes, [e for e, names in evaluations.items() if model in names]))
                     for model, modes in run_modes.items())
     assert counts["imagenet_model"] == imagenet_models
@@ -59,9 +60,10 @@ def test_fewer_modes_plan_only_the_figures_they_feed(tmp_path):
     assert result.returncode == 0, result.stderr
     counts = job_counts(result.stdout)
     assert counts["randomize"] == 3 + 2 * 2  # ImageNet (two models): their own modes
-    assert "train" in counts and counts["train"] == 3  # no random-label models needed
+    assert "train" in counts and counts["train"] == 3 + 2  # no random-label models needed; the shortcut models
     cascading_only = [f for f in FIGURES.values() if all(k.startswith("cascading_") for k in f.inputs)]
-    evaluation_figures = 1 + 1 + 2 + 2  # mnist-cnn: convergence, path outputs, ablation x 2; fashion: ablation x 2
+    evaluation_figures = 1 + 1 + 2 + 2 + 2  # mnist-cnn: convergence, path outputs, ablation x 2; fashion: ablation x 2;
+    # the shortcut models: one each
     # ImageNet: its own modes and evaluations; the theory figures (3) do not depend on the modes
     imagenet = len(figures_for(["cascading", "independent"])) * 2 + len(figures_for([], ["convergence", "path_outputs",
                                                                                        "ablation"]))

@@ -209,6 +209,14 @@ def randomize_settings(config: Mapping[str, Any], dataset: str, arch: str | None
     return settings
 
 
+def training_settings(config: Mapping[str, Any], dataset: str, arch: str) -> dict[str, Any]:
+    """The training section for the model ``arch`` on ``dataset``: its ``models`` entry's ``training``
+    on top of the config's (e.g. fewer epochs for a dataset whose shortcut is learned at once)."""
+    overrides = next((m.get("training") or {} for m in config.get("models") or []
+                      if (m["dataset"], m["arch"]) == (dataset, arch)), {})
+    return deep_merge(config["training"], overrides)
+
+
 def evaluation_settings(config: Mapping[str, Any], name: str, dataset: str, arch: str | None = None) -> dict[str, Any]:
     """What evaluation job ``name`` reads for a model ``arch`` of ``dataset``: the randomization job's
     settings (seed, device, batch size, methods, images) and its section ``evaluations.<name>`` as

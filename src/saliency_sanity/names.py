@@ -29,6 +29,8 @@ def check_names(config: Mapping[str, Any]) -> None:
         if "trained" not in MODELS.get_entry(entry["arch"], f"models[{index}].arch").weights:
             raise ConfigError(f"config key models[{index}].arch is {entry['arch']!r}, which is not trained by the "
                               "workflow (its weights come from a published checkpoint)")
+        for mode in entry.get("modes") or []:
+            MODES.get_entry(mode, f"models[{index}].modes")
     sections = [("randomization.modes", "mnist")]
     imagenet = config.get("imagenet") or {}
     if imagenet.get("enabled"):

@@ -3,7 +3,7 @@
 
 import json
 
-from saliency_sanity.config import evaluation_settings, figure_notes, image_sources, randomize_settings
+from saliency_sanity.config import evaluation_settings, figure_notes, image_sources, randomize_settings, training_settings
 from saliency_sanity.contracts import checkpoint_path, evaluation_csv, maps_npz, model_name, similarity_csv
 from saliency_sanity.data import DATASETS, downloads_of, raw_dir
 from saliency_sanity.data.registry import DEMO_SOURCE
@@ -18,7 +18,7 @@ IMAGENET_RUNS = imagenet_runs(IMAGENET, config["data_dir"], config.get("data_mir
 for _line in IMAGENET_RUNS.left_out.values():
     logger.warning(f"WARNING: {_line}")
 # model name -> (dataset, arch, the randomization modes run for it)
-RUNS = {model_name(m["dataset"], m["arch"]): (m["dataset"], m["arch"], config["randomization"]["modes"])
+RUNS = {model_name(m["dataset"], m["arch"]): (m["dataset"], m["arch"], m.get("modes", config["randomization"]["modes"]))
         for m in config["models"]}
 RUNS.update({model_name("imagenet", arch): ("imagenet", arch, IMAGENET["modes"]) for arch in IMAGENET_RUNS.models})
 TRAINED_MODELS = [model for model, (dataset, _, _) in RUNS.items() if dataset != "imagenet"]

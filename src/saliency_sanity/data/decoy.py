@@ -8,11 +8,13 @@
 - ``class-noise-mnist``: ``N_SCATTERED`` background pixels at random places (per image, seeded)
   take the intensity (y + 1) / 10; as above the test images carry a random class's intensity.
 
-Both keep every other pixel of MNIST as it is; ``PATCH`` and ``N_SCATTERED`` are what tests and
-figures measure the attribution mass on.
+Both keep every other pixel of MNIST as it is. :data:`SHORTCUTS` plants each dataset's code for any
+classes and says where it is (the mask the shortcut evaluation measures attribution mass on).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 
@@ -23,6 +25,9 @@ PATCH = (slice(0, 3), slice(0, 3))  # rows, columns of the decoy patch (top-left
 N_SCATTERED = 20  # pixels of the class-noise code per image
 NUM_CLASSES = 10
 
+# images (N, 1, H, W), the classes to encode (N,), the seed, the split -> (images with the code, where it is)
+Planter = Callable[[torch.Tensor, torch.Tensor, int, str], tuple[torch.Tensor, torch.Tensor]]
+
 
 def planted_classes(labels: torch.Tensor, split: str, seed: int, recipe: str) -> torch.Tensor:
     """The class each image's shortcut encodes: its label in training, a seeded random class in the test split."""
@@ -32,23 +37,19 @@ def planted_classes(labels: torch.Tensor, split: str, seed: int, recipe: str) ->
     return torch.randint(NUM_CLASSES, labels.shape, generator=generator)
 
 
-@register_dataset("decoy-mnist", num_classes=NUM_CLASSES, depends_on=("mnist",))
-def decoy_mnist(split: str, source: DataSource) -> Examples:
-    """MNIST with a 3 x 3 top-left patch of intensity y / 9: the label in training, a random class in test."""
-    base = source.load("mnist", split)
-    images = base.images.clone()
-    codes = planted_classes(base.labels, split, source.seed, "decoy-mnist")
+def plant_patch(images: torch.Tensor, codes: torch.Tensor, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The decoy patch: the top-left 3 x 3 pixels set to code / 9."""
+    images = images.clone()
     images[(..., *PATCH)] = (codes.to(images.dtype) / 9).view(-1, 1, 1, 1)
-    return Examples(images, base.labels, valid_range=base.valid_range)
+    mask = torch.zeros_like(images, dtype=torch.bool)
+    mask[(..., *PATCH)] = True
+    return images, mask
 
 
-@register_dataset("class-noise-mnist", num_classes=NUM_CLASSES, depends_on=("mnist",))
-def class_noise_mnist(split: str, source: DataSource) -> Examples:
-    """MNIST with 20 scattered background pixels of intensity (y + 1) / 10 (a random class in test)."""
-    base = source.load("mnist", split)
-    images = base.images.clone()
-    codes = planted_classes(base.labels, split, source.seed, "class-noise-mnist")
-    generator = torch.Generator().manual_seed(derive_seed(source.seed, "class-noise-mnist/places", split))
+def plant_scattered(images: torch.Tensor, codes: torch.Tensor, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """N_SCATTERED background pixels per image (places seeded by split) set to (code + 1) / 10."""
+    images = images.clone()
+    generator = torch.Generator().manual_seed(derive_seed(seed, "class-noise-mnist/places", split))
     flat = images.view(len(images), -1)
     background = flat == 0
     # N_SCATTERED background pixels per image: the smallest of random keys, background only
@@ -56,4 +57,27 @@ def class_noise_mnist(split: str, source: DataSource) -> Examples:
     places = keys.topk(N_SCATTERED, dim=1, largest=False).indices
     values = ((codes + 1).to(images.dtype) / 10).view(-1, 1).expand(-1, N_SCATTERED)
     flat.scatter_(1, places, values)
+    mask = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, places, True).view_as(images)
+    return images, mask
+
+
+SHORTCUTS: dict[str, Planter] = {"decoy-mnist": plant_patch, "class-noise-mnist": plant_scattered}
+
+
+def _shortcut_dataset(name: str, split: str, source: DataSource) -> Examples:
+    base = source.load("mnist", split)
+    codes = planted_classes(base.labels, split, source.seed, name)
+    images, _ = SHORTCUTS[name](base.images, codes, source.seed, split)
     return Examples(images, base.labels, valid_range=base.valid_range)
+
+
+@register_dataset("decoy-mnist", num_classes=NUM_CLASSES, depends_on=("mnist",))
+def decoy_mnist(split: str, source: DataSource) -> Examples:
+    """MNIST with a 3 x 3 top-left patch of intensity y / 9: the label in training, a random class in test."""
+    return _shortcut_dataset("decoy-mnist", split, source)
+
+
+@register_dataset("class-noise-mnist", num_classes=NUM_CLASSES, depends_on=("mnist",))
+def class_noise_mnist(split: str, source: DataSource) -> Examples:
+    """MNIST with 20 scattered background pixels of intensity (y + 1) / 10 (a random class in test)."""
+    return _shortcut_dataset("class-noise-mnist", split, source)

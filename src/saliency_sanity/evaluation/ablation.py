@@ -14,7 +14,7 @@ through the model in batches, never one pixel at a time.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -91,19 +91,21 @@ def ablated_logits(
 
 def ablation_table(
     model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, maps: torch.Tensor, *,
-    fractions: Sequence[float], fills: Sequence[str] = FILLS, tests: Sequence[str] = TESTS,
-    blur_sigma: float = 20.0, ranking: str = "signed", batch_size: int | None = None,
+    fractions: Sequence[float], fills: Mapping[str, torch.Tensor], tests: Sequence[str] = TESTS,
+    ranking: str = "signed", original: torch.Tensor | None = None, batch_size: int | None = None,
 ) -> pd.DataFrame:
-    """Rows (test, fill, fraction, image, logit, original_logit) of one map per image."""
+    """Rows (test, fill, fraction, image, logit, original_logit) of one map per image; ``fills``: name ->
+    what ablated pixels become (:func:`fill_values`), ``original``: the unablated target logits."""
     scores = pixel_scores(maps, ranking)
-    original = target_logits(logits_of(model, x, batch_size), target)
+    if original is None:
+        original = target_logits(logits_of(model, x, batch_size), target)
     frames = []
     for test in tests:
         if test not in TESTS:
             raise ValueError(f"unknown ablation test {test!r}; choose one of {TESTS}")
         masks = (top_k_masks if test == "top_k" else mass_center_masks)(scores, fractions)
-        for fill in fills:
-            logits = ablated_logits(model, x, target, masks, fill_values(x, fill, blur_sigma), batch_size)
+        for fill, values in fills.items():
+            logits = ablated_logits(model, x, target, masks, values, batch_size)
             images, steps = torch.meshgrid(torch.arange(len(x)), torch.arange(len(fractions)), indexing="ij")
             frames.append(pd.DataFrame({
                 "test": test, "fill": fill, "fraction": [fractions[j] for j in steps.flatten().tolist()],
@@ -127,10 +129,12 @@ def ablation(
                          f"its first {len(images)} test images correctly")
     x, target = images[correct], labels[correct]
     ids = torch.nonzero(correct).flatten().cpu().numpy()  # test-set indices of the images kept
+    filled = {fill: fill_values(x, fill, blur_sigma) for fill in fills}  # the same for every map
+    original = target_logits(logits_of(model, x, run.batch_size), target)
     frames = []
     for method, baseline, maps in run.harness.iter_explain_baselines(model, x, target, baselines):
-        table = ablation_table(model, x, target, maps, fractions=fractions, fills=fills, blur_sigma=blur_sigma,
-                               ranking=ranking, batch_size=run.batch_size)
+        table = ablation_table(model, x, target, maps, fractions=fractions, fills=filled, ranking=ranking,
+                               original=original, batch_size=run.batch_size)
         table["image"] = ids[table["image"].to_numpy()]
         frames.append(table.assign(method=method, baseline=baseline)[list(ABLATION_COLUMNS)])
     return pd.concat(frames, ignore_index=True)

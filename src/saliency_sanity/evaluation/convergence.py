@@ -30,18 +30,28 @@ from saliency_sanity.methods.gradients import (
 )
 from saliency_sanity.methods.registry import METHODS
 
-CONVERGENCE_COLUMNS = ("rule", "steps", "tolerance", "image", "passes", "error")
+CONVERGENCE_COLUMNS = ("rule", "steps", "tolerance", "image", "passes", "error", "map_error")
+REFERENCE_RULE = "midpoint"  # the reference map: this rule with reference_steps points
 PATH_COLUMNS = ("image", "alpha", "logit")
 PATH_METHOD = "integrated_gradients"  # whose configured baseline the study uses
 LOCAL = "local"  # the adaptive rule that refines where the integrand jumps
 
 
+def map_error(maps: torch.Tensor, reference: torch.Tensor | None) -> list[float]:
+    """Each map's relative L2 distance from the reference map, ||phi - phi_ref|| / ||phi_ref|| (NaN without
+    one): what a small completeness error should mean, not just a sum that happens to match."""
+    if reference is None:
+        return [float("nan")] * len(maps)
+    return ((maps - reference).flatten(1).norm(dim=1) / reference.flatten(1).norm(dim=1)).tolist()
+
+
 def convergence_table(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, baseline: torch.Tensor, *,
     rules: Sequence[str], step_counts: Sequence[int], batch_size: int | None = None,
+    reference: torch.Tensor | None = None,
 ) -> pd.DataFrame:
     """One row per (rule, steps, image): IG's completeness error with that many path points
-    (tolerance NaN, passes = steps)."""
+    (tolerance NaN, passes = steps), and the map's distance from ``reference`` (:func:`map_error`)."""
     f_x = target_logits(logits_of(model, x, batch_size), target)
     f_base = target_logits(logits_of(model, baseline, batch_size), target)
     rows = []
@@ -51,7 +61,8 @@ def convergence_table(
                 maps = integrated_gradients(model, x, target, baseline=baseline, steps=steps, rule=rule,
                                             batch_size=batch_size)
                 errors = completeness_error(maps, f_x, f_base).tolist()
-                rows += [(rule, steps, float("nan"), image, steps, error) for image, error in enumerate(errors)]
+                rows += [(rule, steps, float("nan"), image, steps, error, distance)
+                         for image, (error, distance) in enumerate(zip(errors, map_error(maps, reference)))]
                 progress.update(steps)
     return pd.DataFrame(rows, columns=list(CONVERGENCE_COLUMNS))
 
@@ -59,6 +70,7 @@ def convergence_table(
 def adaptive_table(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, baseline: torch.Tensor, *,
     rule: str, steps: int, tolerances: Sequence[float], max_steps: int, batch_size: int | None = None,
+    reference: torch.Tensor | None = None,
 ) -> pd.DataFrame:
     """One row per (tolerance, image): the passes adaptive IG spent on the image and the error it reached
     (rule ``adaptive-<rule>``, steps = the starting points). ``rule``: a nested rule refined everywhere
@@ -73,8 +85,9 @@ def adaptive_table(
         maps, counts = refine(model, x, target, baseline=baseline, steps=steps, tolerance=tolerance,
                               max_steps=max_steps, batch_size=batch_size)
         errors = completeness_error(maps, f_x, f_base).tolist()
-        rows += [(f"adaptive-{rule}", steps, tolerance, image, passes, error)
-                 for image, (passes, error) in enumerate(zip(counts.tolist(), errors))]
+        rows += [(f"adaptive-{rule}", steps, tolerance, image, passes, error, distance)
+                 for image, (passes, error, distance) in enumerate(zip(counts.tolist(), errors,
+                                                                      map_error(maps, reference)))]
     return pd.DataFrame(rows, columns=list(CONVERGENCE_COLUMNS))
 
 
@@ -117,13 +130,14 @@ def convergence(
     run: EvaluationRun, *, rules: Sequence[str] = ("right", "midpoint", "trapezoid", "gauss_legendre"),
     steps: Sequence[int] = (2, 4, 8, 16, 32, 50, 64, 128, 256, 500),
     adaptive: Mapping[str, Mapping[str, int]] | None = None, tolerances: Sequence[float] = (0.1, 0.05, 0.02, 0.01),
-    baselines: Sequence[Any] = (),
+    reference_steps: int = 1000, baselines: Sequence[Any] = (),
 ) -> pd.DataFrame:
     """IG's completeness error against gradient passes per image, per rule, and per-image adaptive refinement.
 
     ``adaptive``: rule -> {steps: the starting points, max_steps: the most an image may take (default:
     the largest of ``steps``)}, for each adaptive rule run at each tolerance (default: the midpoint rule
-    from 4 points and ``local`` from 2).
+    from 4 points and ``local`` from 2). Every map is also compared with the map of ``reference_steps``
+    midpoint points (``map_error``).
     """
     adaptive = {"midpoint": {"steps": 4}, LOCAL: {"steps": 2}} if adaptive is None else adaptive
     for rule, settings in adaptive.items():
@@ -134,10 +148,13 @@ def convergence(
     model, x, target = _predicted(run)
     tables = {}
     for label, baseline in ig_baselines(run, baselines).items():
-        parts = [convergence_table(model, x, target, baseline, rules=rules, step_counts=steps, batch_size=run.batch_size)]
+        reference = integrated_gradients(model, x, target, baseline=baseline, steps=reference_steps, rule=REFERENCE_RULE,
+                                         batch_size=run.batch_size)
+        parts = [convergence_table(model, x, target, baseline, rules=rules, step_counts=steps, batch_size=run.batch_size,
+                                   reference=reference)]
         parts += [adaptive_table(model, x, target, baseline, rule=rule, steps=settings.get("steps", 2),
                                  tolerances=tolerances, max_steps=settings.get("max_steps", max(steps)),
-                                 batch_size=run.batch_size) for rule, settings in adaptive.items()]
+                                 batch_size=run.batch_size, reference=reference) for rule, settings in adaptive.items()]
         tables[label] = pd.concat(parts, ignore_index=True)
     return _per_baseline(tables)
 

@@ -17,6 +17,7 @@ TARGET_RULE, TARGET_STEPS = "right", 50  # the issue's reference: 50 right-Riema
 ERROR_FLOOR = 1e-7  # errors at float rounding are drawn here on the log axis
 PATH_METHOD = "integrated_gradients"
 CONTROL = "random_noise"
+_ADAPTIVE_STYLES = [("black", "*"), ("0.45", "P"), ("0.65", "X"), ("0.3", "h")]  # (colour, marker) per adaptive rule
 _RULE_STYLES = {"right": "o", "midpoint": "s", "original": "v", "trapezoid": "^", "gauss_legendre": "D"}
 
 
@@ -25,70 +26,83 @@ def _baselines(table: pd.DataFrame) -> list[str]:
 
 
 def _panels(n: int, width: float = 3.6, height: float = 3.0, sharey: bool = True):
+    """One row of n panels, at least wide enough for a title."""
     fig = Figure(figsize=(max(5.5, 0.6 + width * n), height), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, n, sharey=sharey, squeeze=False)[0])
     return fig, axes
 
 
-def target_error(fixed: pd.DataFrame) -> float | None:
-    """The median completeness error of the reference (50 right-Riemann points), if the study ran it."""
-    errors = fixed[(fixed["rule"] == TARGET_RULE) & (fixed["steps"] == TARGET_STEPS)]["error"]
+def target_error(fixed: pd.DataFrame, column: str = "error") -> float | None:
+    """The median error (``column``) of the reference, 50 right-Riemann points, if the study ran it."""
+    errors = fixed[(fixed["rule"] == TARGET_RULE) & (fixed["steps"] == TARGET_STEPS)][column]
     return float(errors.median()) if len(errors) else None
 
 
-def passes_to_reach(table: pd.DataFrame, error: float) -> dict[str, float]:
-    """Per rule, the fewest mean passes per image whose median error is at most ``error`` (rules that never
-    reach it are left out)."""
+def passes_to_reach(table: pd.DataFrame, error: float, column: str = "error") -> dict[str, float]:
+    """Per rule, the fewest mean passes per image whose median error (``column``) is at most ``error`` (rules
+    that never reach it are left out)."""
     reached = {}
     for rule, group in table.groupby("rule", sort=False):
         summary = group.groupby(["steps", "tolerance"], dropna=False).agg(passes=("passes", "mean"),
-                                                                          error=("error", "median"))
+                                                                          error=(column, "median"))
         ok = summary[summary["error"] <= error]
         if len(ok):
             reached[rule] = float(ok["passes"].min())
     return reached
 
 
+_ERRORS = {"error": ("completeness error |Σφ − Δf| / |Δf|", "a median completeness error"),
+           "map_error": ("distance from the reference map", "a median distance from the reference map")}
+
+
 def ig_convergence(data: dict, model: str) -> tuple[Figure, str]:
-    """Completeness error against gradient passes per image: one line per rule (median, band between the
-    quartiles over images), adaptive IG as points per tolerance."""
+    """Completeness error (top) and distance from a many-point reference map (bottom) against gradient
+    passes per image: one line per rule (median, band between the quartiles over images), adaptive IG as
+    points per tolerance."""
     table: pd.DataFrame = data["eval_convergence_csv"]
     baselines = _baselines(table)
-    fig, axes = _panels(len(baselines))
+    columns = [c for c in _ERRORS if table[c].notna().any()]
+    fig = Figure(figsize=(max(5.5, 0.6 + 3.6 * len(baselines)), 0.4 + 2.8 * len(columns)), layout="constrained")
+    axes = fig.subplots(len(columns), len(baselines), sharex=True, sharey="row", squeeze=False)
     facts = []
-    for ax, baseline in zip(axes, baselines):
+    for c, baseline in enumerate(baselines):
         rows = table[table["baseline"] == baseline]
         adaptive = rows["tolerance"].notna()
-        for rule, group in rows[~adaptive].groupby("rule", sort=False):
-            stats = group.groupby("steps")["error"].quantile([0.25, 0.5, 0.75]).unstack().clip(lower=ERROR_FLOOR)
-            line, = ax.plot(stats.index, stats[0.5], marker=_RULE_STYLES.get(rule, "o"), markersize=3,
-                            label=rule.replace("_", "-"))
-            ax.fill_between(stats.index, stats[0.25], stats[0.75], color=line.get_color(), alpha=0.15, linewidth=0)
-        for rule, group in rows[adaptive].groupby("rule", sort=False):
-            stats = group.groupby("tolerance").agg(passes=("passes", "mean"), error=("error", "median"))
-            ax.plot(stats["passes"], stats["error"].clip(lower=ERROR_FLOOR), color="black", marker="*", markersize=7,
-                    linestyle=":", label=f"{rule} (per image; mean passes)")
-        reference = target_error(rows[~adaptive])
-        if reference is not None:
-            ax.axhline(reference, color="0.5", linewidth=0.8, linestyle="--")
-            ax.axvline(TARGET_STEPS / 3, color="0.5", linewidth=0.8, linestyle=":")
-            reached = passes_to_reach(rows, reference)
-            facts.append(f"baseline {baseline}: {TARGET_STEPS} right-Riemann points give a median error of "
-                         f"{style.percent(reference)}; mean passes per image to reach it: "
-                         + ", ".join(f"{rule} {passes:.3g}" for rule, passes in reached.items())
-                         + f" (a third of {TARGET_STEPS} is {TARGET_STEPS / 3:.3g})")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.set_xlabel("gradient passes per image")
-        ax.set_title(f"baseline: {baseline}")
-    axes[0].set_ylabel("completeness error |Σφ − Δf| / |Δf|")
-    axes[-1].legend(loc="best", fontsize=7)
-    fig.suptitle(f"{model}: IG completeness error against passes")
+        for r, column in enumerate(columns):
+            ax = axes[r, c]
+            for rule, group in rows[~adaptive].groupby("rule", sort=False):
+                stats = group.groupby("steps")[column].quantile([0.25, 0.5, 0.75]).unstack().clip(lower=ERROR_FLOOR)
+                line, = ax.plot(stats.index, stats[0.5], marker=_RULE_STYLES.get(rule, "o"), markersize=3,
+                                label=rule.replace("_", "-"))
+                ax.fill_between(stats.index, stats[0.25], stats[0.75], color=line.get_color(), alpha=0.15, linewidth=0)
+            for (rule, group), (colour, marker) in zip(rows[adaptive].groupby("rule", sort=False), _ADAPTIVE_STYLES):
+                stats = group.groupby("tolerance").agg(passes=("passes", "mean"), error=(column, "median"))
+                ax.plot(stats["passes"], stats["error"].clip(lower=ERROR_FLOOR), color=colour, marker=marker,
+                        markersize=6, linestyle=":", label=f"{rule} (per image; mean passes)")
+            reference = target_error(rows[~adaptive], column)
+            if reference is not None:
+                ax.axhline(reference, color="0.5", linewidth=0.8, linestyle="--")
+                ax.axvline(TARGET_STEPS / 3, color="0.5", linewidth=0.8, linestyle=":")
+                reached = passes_to_reach(rows, reference, column)
+                facts.append(f"baseline {baseline}, {_ERRORS[column][1]}: {TARGET_STEPS} right-Riemann points give "
+                             f"{style.percent(reference)}; mean passes per image to reach it: "
+                             + ", ".join(f"{rule} {passes:.3g}" for rule, passes in reached.items()))
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            if r == 0:
+                ax.set_title(f"baseline: {baseline}")
+            if r == len(columns) - 1:
+                ax.set_xlabel("gradient passes per image")
+            if c == 0:
+                ax.set_ylabel(_ERRORS[column][0])
+    axes[0, -1].legend(loc="best", fontsize=7)
+    fig.suptitle(f"{model}: IG's error against passes")
     n_images = table["image"].nunique()
     text = (f"{n_images} test images, each explained for its predicted class; lines: median over images, bands: "
-            f"quartiles; stars: adaptive IG at each tolerance; dashed: the median error of {TARGET_STEPS} "
-            f"right-Riemann points, dotted: a third of its passes. "
+            f"quartiles; markers on dotted lines: adaptive IG at each tolerance; dashed: the median error of "
+            f"{TARGET_STEPS} right-Riemann points, dotted: a third of its passes (a third of {TARGET_STEPS} is "
+            f"{TARGET_STEPS / 3:.3g}). The reference map: many midpoint points (evaluations.convergence.reference_steps). "
             + ("; ".join(facts) + "." if facts else f"(The study ran no {TARGET_STEPS}-point right rule to compare with.)"))
     return fig, text
 
@@ -117,7 +131,8 @@ def path_outputs(data: dict, model: str) -> tuple[Figure, str]:
     axes[-1].legend(loc="best", fontsize=7)
     fig.suptitle(f"{model}: target logit along the path x' + α (x − x')")
     text = (f"{table['image'].nunique()} test images, each for its predicted class. Median share of the change "
-            f"f(x) - f(x') reached at α = 0.5 (saturation: well over half early): " + ", ".join(halfway) + ".")
+            f"f(x) - f(x') reached at α = 0.5 (over 50 %: the output saturates before the end of the path): "
+            + ", ".join(halfway) + ".")
     return fig, text
 
 
@@ -194,3 +209,42 @@ def ablation_baselines(data: dict, model: str) -> tuple[Figure, str]:
         lines.append((style.method_label(CONTROL) + " (control)", control, style.method_colour(CONTROL), True))
     fig = _ablation_grid(table, lines, f"{model}: ablation of Integrated Gradients' maps, per baseline")
     return fig, _ablation_facts(table, lines)
+
+
+def shortcut(data: dict, model: str) -> tuple[Figure, str]:
+    """Accuracy with the planted code true, random and absent (left); each map's mean share of mass on the
+    code's pixels, path methods per baseline, against the share of pixels it covers (right)."""
+    table: pd.DataFrame = data["eval_shortcut_csv"]
+    correct = table[table["measure"] == "correct"]
+    accuracy = correct.groupby("condition", sort=False)["value"].mean()
+    area = float(table[table["measure"] == "area"]["value"].mean())
+    mass = table[table["measure"] == "mass_on_shortcut"]
+    bars = []
+    for method in style.order_methods(mass["method"].unique()):
+        for baseline, rows in mass[mass["method"] == method].groupby("baseline", sort=False):
+            label = style.method_label(method) + ("" if baseline == "none" else f" [{baseline}]")
+            bars.append((label, *mean_ci(rows["value"].to_numpy()), style.method_colour(method)))
+    fig = Figure(figsize=(9.0, 1.2 + 0.22 * len(bars)), layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=[1, 2.4])
+    left.bar(range(len(accuracy)), accuracy.to_numpy(), color="0.45")
+    left.set_xticks(range(len(accuracy)), [c.replace("_", " ") for c in accuracy.index], rotation=20)
+    left.set_ylim(0, 1.05)
+    left.set_ylabel("test accuracy")
+    left.set_title("the planted code is ...")
+    positions = np.arange(len(bars))[::-1]
+    for y, (label, mean, low, high, colour) in zip(positions, bars):
+        right.barh(y, mean, xerr=[[mean - low], [high - mean]], color=colour, error_kw={"linewidth": 0.8})
+    right.set_yticks(positions, [b[0] for b in bars], fontsize=7)
+    right.axvline(area, color="black", linestyle="--", linewidth=0.8, label=f"share of pixels ({style.percent(area)})")
+    right.set_xlim(0, 1)
+    right.set_xlabel("share of the map's absolute mass on the planted code")
+    right.legend(loc="lower right", fontsize=7)
+    fig.suptitle(f"{model}: does the model use the planted code, and which maps show it?")
+    ranked = sorted(bars, key=lambda b: -b[1])
+    text = (f"{correct['image'].nunique()} test images. Accuracy with the code of the true class "
+            f"{style.percent(accuracy.get('true_code', np.nan))}, of a random class "
+            f"{style.percent(accuracy.get('random_code', np.nan))}, without it {style.percent(accuracy.get('no_code', np.nan))}. "
+            f"Mean share of mass on the code (true-code images, predicted class; bars: 95 % bootstrap CI): "
+            + ", ".join(f"{label} {style.percent(mean)}" for label, mean, *_ in ranked)
+            + f"; the code covers {style.percent(area)} of the pixels.")
+    return fig, text

@@ -174,6 +174,15 @@ for _spec in (
             ("eval_ablation_csv",),
         ),
         FigureSpec(
+            "shortcut",
+            evaluation_plots.shortcut,
+            "Planted shortcut, {model}: test accuracy when the planted code gives the true class (as in "
+            "training), a random class, or nothing (left), and the share of each map's absolute mass on the "
+            "code's pixels for the predicted class, path methods per baseline (right; dashed: the share of "
+            "pixels the code covers, what a map blind to it puts there).",
+            ("eval_shortcut_csv",),
+        ),
+        FigureSpec(
             "convsum_maps",
             theory_plots.convsum_maps,
             "Theory check, the 1-D convolution + ReLU + sum-pooling model ({model}): a synthetic signal, "
