@@ -36,5 +36,6 @@ rule all:
     input:
         "results/config.yaml",
         rules.figure_index.output,
+        [str(evaluation_csv(model, name)) for name, model in EVALUATION_JOBS],  # also those no figure reads
         rules.theory_linear.output,
         rules.theory_convsum.output,

@@ -86,9 +86,7 @@ def test_every_evaluation_writes_its_csv_contract_and_renders_its_figures(name, 
     assert len(csv) == len(table) > 0 and set(csv.evaluation) == {name} and set(csv.model) == {model}
     if "baseline" in csv.columns and "baselines" in CHEAP.get(name, {}):
         assert set(CHEAP[name]["baselines"]) <= set(csv.baseline)  # each listed baseline has its rows
-    figures = figures_for([], [name])
-    assert figures, f"no figure reads evaluation {name!r}"
-    for figure in figures:
+    for figure in figures_for([], [name]):  # the figures that read it, if any
         inputs = {key: out for key in FIGURES[figure].inputs}
         paths = make_figure(figure, model, inputs, tmp_path / "figures", preset="test")
         assert all(p.is_file() for p in paths)
@@ -315,3 +313,35 @@ def test_a_models_entry_can_train_with_its_own_settings_and_no_randomization_tes
     assert decoy["modes"] == [] and "decoy-mnist-cnn" in config["evaluations"]["shortcut"]["models"]
     assert training_settings(config, "decoy-mnist", "cnn")["true_labels"]["cnn"]["epochs"] == 1
     assert training_settings(config, "mnist", "cnn") == config["training"]
+
+
+def test_the_distill_preset_passes_the_name_checks_and_imagenet_draws_no_training_images():
+    config = resolve_config("distill", workflow_dir=Path(__file__).resolve().parents[1] / "workflow")
+    check_names(config)
+    config["imagenet"]["methods"]["expected_gradients"] = {"baseline": "training"}
+    with pytest.raises(ConfigError, match="the ImageNet models have none"):
+        check_names(config)
+    config = resolve_config("distill", workflow_dir=Path(__file__).resolve().parents[1] / "workflow")
+    del config["imagenet"]["evaluations"]["ablation"]["baselines"]  # inherits training from evaluations.ablation
+    with pytest.raises(ConfigError, match=r"evaluations.ablation.baselines lists \['training'\]"):
+        check_names(config)
+
+
+def test_swapping_the_baseline_drops_the_configured_draws(shipped_models, images):
+    harness = Harness({"integrated_gradients": {"steps": 2, "baseline": "uniform", "baseline_draws": 3}},
+                      methods=["integrated_gradients"])
+    other = harness.with_baseline("max_distance")  # deterministic: three draws would be an error
+    assert other.bind(METHODS["integrated_gradients"]).draws == 1
+    assert other.baseline_label(METHODS["integrated_gradients"]) == "max_distance"
+
+
+@pytest.mark.parametrize("name, section, message", [
+    ("ablation", {"fractions": [0.0, 0.5]}, r"evaluations.ablation.fractions must list numbers in \(0, 1\]"),
+    ("ablation", {"fills": ["noise"]}, r"evaluations.ablation.fills is \['noise'\]"),
+    ("convergence", {"rules": ["left"]}, r"evaluations.convergence.rules names \['left'\]"),
+    ("convergence", {"adaptive": {"gauss_legendre": {}}}, r"evaluations.convergence.adaptive names \['gauss_legendre'\]"),
+])
+def test_bad_evaluation_values_name_their_config_key(name, section, message, fake_mnist, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        run_evaluation(name, fake_mnist, _settings(name, **section), tmp_path / "out.csv", device="cpu")
+    assert not (tmp_path / "out.csv").exists()

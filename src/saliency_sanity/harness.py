@@ -94,9 +94,10 @@ class Harness:
 
     def with_baseline(self, baseline: str | Mapping[str, Any]) -> Harness:
         """This harness's path methods only, each with ``baseline`` (a name, or a mapping with ``name``
-        and the baseline's parameters) instead of its configured one; same seed, batch size and data."""
-        params = {name: {**p, "baseline": baseline} if METHODS[name].needs_baseline else p
-                  for name, p in self.params.items()}
+        and the baseline's parameters) instead of its configured one (and its own draws, one unless the
+        method sets them); same seed, batch size and data."""
+        params = {name: {**{k: v for k, v in p.items() if k != "baseline_draws"}, "baseline": baseline}
+                  if METHODS[name].needs_baseline else p for name, p in self.params.items()}
         for method in self.methods:
             if method.needs_baseline:
                 params.setdefault(method.name, {"baseline": baseline})

@@ -42,13 +42,36 @@ def check_names(config: Mapping[str, Any]) -> None:
             if MODES.get_entry(mode, key).needs and dataset == "imagenet":
                 raise ConfigError(f"config key {key} lists {mode!r}, which needs {list(MODES[mode].needs)}; "
                                   "the ImageNet models have none")
-        Harness(randomize_settings(config, dataset)["methods"])
+        harness = Harness(randomize_settings(config, dataset)["methods"])
+        if dataset == "imagenet" and harness.needs_train_data():
+            raise ConfigError("config keys methods / imagenet.methods give a path method a baseline drawn from the "
+                              "training images (training), and the ImageNet models have none; give it another "
+                              "baseline in imagenet.methods")
     sections = [("evaluations", config.get("evaluations") or {}), ("imagenet.evaluations", imagenet.get("evaluations") or {})]
     for key, evaluations in sections:
         for name, section in evaluations.items():
+            if key == "imagenet.evaluations" and "models" in (section or {}):
+                raise ConfigError(f"config key imagenet.evaluations.{name}.models: the models an evaluation runs on "
+                                  f"are listed in evaluations.{name}.models only")
             params = EVALUATIONS.get_entry(name, key).check_params(section or {})
             for baseline in params.get("baselines") or []:
                 BaselineSpec.parse(baseline, f"{key}.{name}.baselines")
+    if imagenet.get("enabled"):
+        _check_imagenet_evaluation_baselines(config)
+
+
+def _check_imagenet_evaluation_baselines(config: Mapping[str, Any]) -> None:
+    """An evaluation of an ImageNet model may not list a baseline drawn from the training images."""
+    for name, models in evaluation_models(config).items():
+        if not any(model.startswith("imagenet-") for model in models):
+            continue
+        section = {**((config.get("evaluations") or {}).get(name) or {}),
+                   **((config["imagenet"].get("evaluations") or {}).get(name) or {})}
+        drawn = [b for b in section.get("baselines") or [] if BaselineSpec.parse(b).baseline.needs_train_data]
+        if drawn:
+            raise ConfigError(f"config key evaluations.{name}.baselines lists {drawn}, drawn from the training images, "
+                              f"and the ImageNet models in evaluations.{name}.models have none; set "
+                              f"imagenet.evaluations.{name}.baselines without it")
 
 
 def evaluation_jobs(config: Mapping[str, Any], datasets: Mapping[str, str], left_out: Iterable[str] = ()) -> list[tuple[str, str]]:

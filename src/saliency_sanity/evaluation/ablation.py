@@ -122,19 +122,25 @@ def ablation(
 ) -> pd.DataFrame:
     """Top-k and mass-center ablation of every method (and path method per baseline) on the correctly
     classified test images, for the true class."""
-    model, images, labels = run.job.model, run.job.examples.images, run.job.examples.labels
-    correct = logits_of(model, images, run.batch_size).argmax(1) == labels
+    if not fractions or not all(0 < k <= 1 for k in fractions):
+        raise ValueError(f"config key evaluations.ablation.fractions must list numbers in (0, 1], got {list(fractions)}")
+    for key, values, choices in (("fills", fills, FILLS), ("ranking", [ranking], RANKINGS)):
+        if not values or not set(values) <= set(choices):
+            raise ValueError(f"config key evaluations.ablation.{key} is {values!r}; choose from {list(choices)}")
+    model, test_images, labels = run.job.model, run.job.examples.images, run.job.examples.labels
+    correct = logits_of(model, test_images, run.batch_size).argmax(1) == labels
     if not correct.any():
         raise ValueError(f"the ablation tests use correctly classified images, and {run.job.name} classifies none of "
-                         f"its first {len(images)} test images correctly")
-    x, target = images[correct], labels[correct]
+                         f"its first {len(test_images)} test images correctly")
+    x, target = test_images[correct], labels[correct]
     ids = torch.nonzero(correct).flatten().cpu().numpy()  # test-set indices of the images kept
     filled = {fill: fill_values(x, fill, blur_sigma) for fill in fills}  # the same for every map
     original = target_logits(logits_of(model, x, run.batch_size), target)
     frames = []
-    for method, baseline, maps in run.harness.iter_explain_baselines(model, x, target, baselines):
-        table = ablation_table(model, x, target, maps, fractions=fractions, fills=filled, ranking=ranking,
-                               original=original, batch_size=run.batch_size)
-        table["image"] = ids[table["image"].to_numpy()]
+    for method, baseline, images, maps in run.explain(x, target, baselines):
+        table = ablation_table(model, x[images], target[images], maps, fractions=fractions,
+                               fills={fill: values[images] for fill, values in filled.items()}, ranking=ranking,
+                               original=original[images], batch_size=run.batch_size)
+        table["image"] = ids[images][table["image"].to_numpy()]
         frames.append(table.assign(method=method, baseline=baseline)[list(ABLATION_COLUMNS)])
     return pd.concat(frames, ignore_index=True)

@@ -24,6 +24,8 @@ from tqdm import tqdm
 from saliency_sanity.evaluation.registry import EvaluationRun, register_evaluation
 from saliency_sanity.methods.completeness import completeness_error, logits_of, target_logits
 from saliency_sanity.methods.gradients import (
+    ADAPTIVE_RULES,
+    PATH_RULES,
     adaptive_integrated_gradients,
     integrated_gradients,
     locally_refined_integrated_gradients,
@@ -140,6 +142,10 @@ def convergence(
     midpoint points (``map_error``).
     """
     adaptive = {"midpoint": {"steps": 4}, LOCAL: {"steps": 2}} if adaptive is None else adaptive
+    for key, names, choices in (("rules", rules, PATH_RULES), ("adaptive", list(adaptive), (*ADAPTIVE_RULES, LOCAL))):
+        if not set(names) <= set(choices):
+            raise ValueError(f"config key evaluations.convergence.{key} names {sorted(set(names) - set(choices))}; "
+                             f"choose from {list(choices)}")
     for rule, settings in adaptive.items():
         unknown = set(settings) - {"steps", "max_steps"}
         if unknown:

@@ -11,26 +11,39 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
+import torch
 
 from saliency_sanity.harness import Harness
 from saliency_sanity.jobs import ExplainJob
+from saliency_sanity.methods.common import batch_slices
 from saliency_sanity.registry import Registry
 
 SECTION_KEYS = ("models", "n_images")  # keys of evaluations.<name> that are not the function's parameters
+IMAGES_PER_CALL = 100  # images explained per harness call: bounds what a method holds at once (samples, draws)
 
 
 @dataclass(frozen=True)
 class EvaluationRun:
-    """What an evaluation works on: the loaded job (model, test examples, device), the harness with the
-    config's methods, and the seed and batch size of the run."""
+    """What an evaluation works on: the loaded job (model, test examples, device, the data source with
+    the seed), the harness with the config's methods, and the batch size of the run."""
 
     job: ExplainJob
     harness: Harness
-    seed: int
     batch_size: int | None
+
+
+    def explain(self, x: torch.Tensor, target: torch.Tensor, baselines: Sequence[Any] = ()
+                ) -> Iterator[tuple[str, str, slice, torch.Tensor]]:
+        """(method, baseline, images, maps): every method's maps of x, and every path method's per listed
+        baseline (:meth:`Harness.iter_explain_baselines`), IMAGES_PER_CALL images at a time (``images``:
+        which of x the maps are of)."""
+        for images in batch_slices(len(x), IMAGES_PER_CALL):
+            for method, baseline, maps in self.harness.iter_explain_baselines(self.job.model, x[images], target[images],
+                                                                              baselines):
+                yield method, baseline, images, maps
 
 
 EvaluationFn = Callable[..., pd.DataFrame]

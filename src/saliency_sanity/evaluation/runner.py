@@ -43,7 +43,7 @@ def run_evaluation(
                    data_dir=data_dir or config.get("data_dir", "data"), device=device,
                    train_data=harness.needs_train_data() or any(b.baseline.needs_train_data for b in baselines))
     log.info("%s of %s: %d images, device %s", name, job.name, len(job.examples.images), job.device)
-    table = evaluation(EvaluationRun(job, harness, seed, batch_size), **params)
+    table = evaluation(EvaluationRun(job, harness, batch_size), **params)
     identity = {"dataset": job.dataset, "model": job.name, "evaluation": name}  # contracts.EVALUATION_IDENTITY
     table = pd.concat([pd.DataFrame({k: [v] * len(table) for k, v in identity.items()}, index=table.index), table],
                       axis=1)

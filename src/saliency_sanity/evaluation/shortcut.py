@@ -37,10 +37,10 @@ def mass_on(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def _rows(measure: str, condition: str, values: torch.Tensor, method: str = NO_BASELINE,
-          baseline: str = NO_BASELINE) -> pd.DataFrame:
+          baseline: str = NO_BASELINE, first: int = 0) -> pd.DataFrame:
     values = values.double().cpu()
     return pd.DataFrame({"measure": measure, "condition": condition, "method": method, "baseline": baseline,
-                         "image": range(len(values)), "value": values.numpy()})
+                         "image": range(first, first + len(values)), "value": values.numpy()})
 
 
 @register_evaluation("shortcut", columns=SHORTCUT_COLUMNS, datasets=tuple(SHORTCUTS))
@@ -48,7 +48,7 @@ def shortcut(run: EvaluationRun, *, baselines: Sequence[Any] = ()) -> pd.DataFra
     """Accuracy with the planted code true, random and absent; each map's share of mass on the code's pixels."""
     job = run.job
     n = len(job.examples.images)
-    base = load_examples("mnist", "test", replace(job.source, options={}, n=n)).first(n)
+    base = load_examples("mnist", "test", replace(job.source, options={}, n=n))
     labels = base.labels
     plant = SHORTCUTS[job.dataset]
     codes = {"true_code": labels, "random_code": planted_classes(labels, "test", job.source.seed, job.dataset)}
@@ -63,6 +63,6 @@ def shortcut(run: EvaluationRun, *, baselines: Sequence[Any] = ()) -> pd.DataFra
     frames.append(_rows("area", "true_code", mask.flatten(1).double().mean(1)))
     x = inputs["true_code"].to(job.device)
     target = logits_of(job.model, x, run.batch_size).argmax(1)
-    for method, baseline, maps in run.harness.iter_explain_baselines(job.model, x, target, baselines):
-        frames.append(_rows("mass_on_shortcut", "true_code", mass_on(maps, mask), method, baseline))
+    for method, baseline, images, maps in run.explain(x, target, baselines):
+        frames.append(_rows("mass_on_shortcut", "true_code", mass_on(maps, mask[images]), method, baseline, images.start))
     return pd.concat(frames, ignore_index=True)[list(SHORTCUT_COLUMNS)]

@@ -10,12 +10,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
+from saliency_sanity.evaluation.convergence import PATH_METHOD
 from saliency_sanity.figures import style
 from saliency_sanity.figures.inputs import mean_ci
+from saliency_sanity.harness import NO_BASELINE
 
 TARGET_RULE, TARGET_STEPS = "right", 50  # the issue's reference: 50 right-Riemann points
 ERROR_FLOOR = 1e-7  # errors at float rounding are drawn here on the log axis
-PATH_METHOD = "integrated_gradients"
 CONTROL = "random_noise"
 _ADAPTIVE_STYLES = [("black", "*"), ("0.45", "P"), ("0.65", "X"), ("0.3", "h")]  # (colour, marker) per adaptive rule
 _RULE_STYLES = {"right": "o", "midpoint": "s", "original": "v", "trapezoid": "^", "gauss_legendre": "D"}
@@ -25,11 +26,14 @@ def _baselines(table: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(table["baseline"]))
 
 
-def _panels(n: int, width: float = 3.6, height: float = 3.0, sharey: bool = True):
-    """One row of n panels, at least wide enough for a title."""
-    fig = Figure(figsize=(max(5.5, 0.6 + width * n), height), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, n, sharey=sharey, squeeze=False)[0])
-    return fig, axes
+def _panels(n: int, width: float = 2.8, height: float = 2.4, columns: int = 3):
+    """n panels in rows of at most ``columns`` (the spare ones hidden), at least wide enough for a title."""
+    ncols, nrows = min(n, columns), -(-n // columns)
+    fig = Figure(figsize=(max(5.5, 0.6 + width * ncols), 0.5 + height * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).flatten()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
 
 
 def target_error(fixed: pd.DataFrame, column: str = "error") -> float | None:
@@ -111,7 +115,7 @@ def path_outputs(data: dict, model: str) -> tuple[Figure, str]:
     """The target logit along the straight path from each baseline to the image, one line per image."""
     table: pd.DataFrame = data["eval_path_outputs_csv"]
     baselines = _baselines(table)
-    fig, axes = _panels(len(baselines), width=2.8, sharey=False)
+    fig, axes = _panels(len(baselines))
     halfway = []
     for ax, baseline in zip(axes, baselines):
         rows = table[table["baseline"] == baseline]
@@ -124,10 +128,10 @@ def path_outputs(data: dict, model: str) -> tuple[Figure, str]:
             if end != start:
                 shares.append((middle - start) / (end - start))
         ax.set_xlabel("α (0: baseline, 1: image)")
+        ax.set_ylabel("target logit")
         ax.set_title(f"baseline: {baseline}")
         if shares:
             halfway.append(f"{baseline} {style.percent(float(np.median(shares)))}")
-    axes[0].set_ylabel("target logit")
     axes[-1].legend(loc="best", fontsize=7)
     fig.suptitle(f"{model}: target logit along the path x' + α (x − x')")
     text = (f"{table['image'].nunique()} test images, each for its predicted class. Median share of the change "
@@ -222,7 +226,7 @@ def shortcut(data: dict, model: str) -> tuple[Figure, str]:
     bars = []
     for method in style.order_methods(mass["method"].unique()):
         for baseline, rows in mass[mass["method"] == method].groupby("baseline", sort=False):
-            label = style.method_label(method) + ("" if baseline == "none" else f" [{baseline}]")
+            label = style.method_label(method) + ("" if baseline == NO_BASELINE else f" [{baseline}]")
             bars.append((label, *mean_ci(rows["value"].to_numpy()), style.method_colour(method)))
     fig = Figure(figsize=(9.0, 1.2 + 0.22 * len(bars)), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1, 2.4])

@@ -135,6 +135,8 @@ def order_metrics(metrics) -> list[str]:
 
 def percent(value: float) -> str:
     """A fraction as a percentage in captions: two significant digits below 10 %, whole percents above."""
+    if np.isnan(value):
+        return "n/a"
     if not np.isfinite(value):
         return "inf"
     return f"{100 * value:.2g} %" if 100 * value < 10 else f"{100 * value:.0f} %"

@@ -94,6 +94,12 @@ def riemann_alphas(steps: int, rule: str, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown Riemann rule {rule!r}; choose one of {RIEMANN_RULES}")
 
 
+def trapezoid_weights(alphas: torch.Tensor) -> torch.Tensor:
+    """Weights of the trapezoid rule on sorted points from 0 to 1 (any spacing); they sum to 1."""
+    gaps = alphas.diff()
+    return (torch.cat([gaps, gaps.new_zeros(1)]) + torch.cat([gaps.new_zeros(1), gaps])) / 2
+
+
 def weighted_points(steps: int, rule: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(alphas, weights summing to 1) of a weighted quadrature on [0, 1]: ``trapezoid``, ``steps``
     evenly spaced points with both endpoints weighted half; ``gauss_legendre``, the ``steps`` Legendre
@@ -101,9 +107,8 @@ def weighted_points(steps: int, rule: str, x: torch.Tensor) -> tuple[torch.Tenso
     if rule == "trapezoid":
         if steps < 2:
             raise ValueError(f"the trapezoid rule needs steps >= 2, got {steps}")
-        weights = torch.ones(steps, dtype=torch.float64)
-        weights[[0, -1]] = 0.5
         alphas = torch.linspace(0.0, 1.0, steps, dtype=torch.float64)
+        weights = trapezoid_weights(alphas)
     elif rule == "gauss_legendre":
         if steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps}")
@@ -266,12 +271,6 @@ def _gradients_at(
     return out
 
 
-def _trapezoid_weights(alphas: torch.Tensor) -> torch.Tensor:
-    """Weights of the trapezoid rule on sorted points from 0 to 1 (any spacing); they sum to 1."""
-    gaps = alphas.diff()
-    return (torch.cat([gaps, gaps.new_zeros(1)]) + torch.cat([gaps.new_zeros(1), gaps])) / 2
-
-
 def locally_refined_integrated_gradients(
     model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, baseline: torch.Tensor | None = None,
     steps: int = 5, tolerance: float = 0.05, max_steps: int = 400, per_round: int = 2,
@@ -286,7 +285,8 @@ def locally_refined_integrated_gradients(
     evenly spaced points; while its completeness error is above ``tolerance`` and it has taken fewer
     than ``max_steps`` points, the ``per_round`` intervals with the largest such bound are halved, for
     all such examples in one batched pass. Every gradient taken stays in the sum. Costs two forward
-    passes per example besides the gradients.
+    passes per example besides the gradients. A heuristic: an interval whose jumps cancel at its ends
+    shows no bound and waits until the others are resolved.
     """
     if steps < 2:
         raise ValueError(f"the trapezoid rule needs steps >= 2, got {steps}")
@@ -304,7 +304,7 @@ def locally_refined_integrated_gradients(
     while True:
         todo, new_alphas = [], []
         for i in range(n):
-            maps[i] = delta[i] * torch.einsum("k,k...->...", _trapezoid_weights(alphas[i]), gradients[i])
+            maps[i] = delta[i] * torch.einsum("k,k...->...", trapezoid_weights(alphas[i]), gradients[i])
             if len(alphas[i]) + per_round > max_steps:
                 continue
             error = completeness_error(maps[i:i + 1], f_x[i:i + 1], f_base[i:i + 1]).item()
