@@ -21,7 +21,8 @@ from saliency_sanity.evaluation.ablation import ablation_table, fill_values, mas
 from saliency_sanity.evaluation.convergence import adaptive_table
 from saliency_sanity.figures import FIGURES, figures_for, make_figure
 from saliency_sanity.figures.evaluation_plots import passes_to_reach, target_error
-from saliency_sanity.harness import NO_BASELINE, Harness
+from saliency_sanity.contracts import NO_BASELINE
+from saliency_sanity.harness import Harness
 from saliency_sanity.methods import METHODS
 from saliency_sanity.methods.gradients import integrated_gradients, locally_refined_integrated_gradients
 from saliency_sanity.models import build_model, save_checkpoint

@@ -110,3 +110,15 @@ def test_the_private_name_check_finds_one(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text(f"from {PACKAGE}.runtime import _hidden\nfrom {PACKAGE} import runtime\nruntime._other()\n")
     assert len(private_uses(sample)) == 2
+
+
+def test_the_figure_step_does_not_import_torch():
+    """A figure job reads CSVs and npz files: importing torch (and torchvision) would cost each of the run's
+    dozens of figure jobs seconds (about 6 s of its 10 s start on the reference machine)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import saliency_sanity.cli, saliency_sanity.figures; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'captum')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

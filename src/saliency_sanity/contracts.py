@@ -34,6 +34,7 @@ MAPS_NAMES = ("dataset", "model", "mode", "normalization")
 MAPS_OPTIONAL = ("display", "completeness")
 NORMALIZATIONS = ("max", "percentile")  # how the archived maps were scaled (saliency_sanity.similarity)
 
+NO_BASELINE = "none"  # the baseline column of a method that takes none
 EVALUATION_IDENTITY = ("dataset", "model", "evaluation")  # the first columns of every evaluation's CSV
 
 THEORY_PREFIX = "theory_"

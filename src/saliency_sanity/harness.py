@@ -26,12 +26,11 @@ from torch import nn
 
 import saliency_sanity.methods  # noqa: F401  (importing the package registers every method)
 from saliency_sanity.context import Context, ValidRange
+from saliency_sanity.contracts import NO_BASELINE
 from saliency_sanity.methods.registry import METHODS, BoundMethod, Method, default_methods
 from saliency_sanity.methods.reuse import Memo, shared_work
 
 log = logging.getLogger(__name__)
-
-NO_BASELINE = "none"  # the baseline column of a method that takes none
 
 
 class Harness:

@@ -1,4 +1,8 @@
-"""Device selection, seeding, the environment record and the one atomic writer shared by every step."""
+"""Device selection, seeding, the environment record and the one atomic writer shared by every step.
+
+torch is imported where it is used, not here: the figure jobs use only the writers, and importing torch
+costs every such job seconds.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,18 @@ import os
 import platform
 import random
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
     """``auto`` picks CUDA when present, else the CPU; anything else must be a valid device."""
+    import torch
+
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -35,6 +43,8 @@ def derive_seed(seed: int, *keys: object) -> int:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; returns a CPU generator seeded the same way."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -46,6 +56,7 @@ def library_versions() -> dict[str, str]:
     import captum
     import scipy
     import skimage
+    import torch
     import torchvision
 
     from saliency_sanity import __version__

@@ -44,14 +44,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
 
 from saliency_sanity import batched_skimage
 from saliency_sanity.contracts import NORMALIZATIONS
 from saliency_sanity.registry import Registry
+
+if TYPE_CHECKING:  # figures import this module; torch would cost each figure job seconds
+    import torch
+
+    MapsLike = np.ndarray | torch.Tensor
 
 PERCENTILE = 99.0
 HOG_ORIENTATIONS = 9
@@ -60,12 +64,11 @@ SSIM_DEFAULT_WINDOW = {True: 11, False: 7}  # scikit-image's windows (Gaussian s
 STRUCTURE_INPUTS = ("original", "absolute")  # what SSIM and HOG compare (module docstring)
 ORIGINAL_SSIM_DATA_RANGE = 2.0  # skimage 0.15's compare_ssim on float images: the dtype range [-1, 1]
 
-MapsLike = np.ndarray | torch.Tensor
 
 
 def _as_batch(maps: MapsLike) -> np.ndarray:
     """(N, C, H, W) float64 from a tensor or array of maps; a single (C, H, W) map becomes N = 1."""
-    if isinstance(maps, torch.Tensor):
+    if hasattr(maps, "detach"):  # a torch tensor
         maps = maps.detach().cpu().numpy()
     maps = np.asarray(maps, dtype=np.float64)
     if maps.ndim == 3:
@@ -209,6 +212,25 @@ class PreparedMaps:
     @cached_property
     def hog_ranks(self) -> Ranks:
         return Ranks.of(hog_features(self.structure, self.settings.hog_pixels_per_cell))
+
+
+def spearman_to(maps: np.ndarray, reference: np.ndarray, normalization: str = "max") -> dict[str, np.ndarray]:
+    """Per-example Spearman correlations (absolute and signed maps) of maps with reference maps.
+
+    Both are (N, C, ...) arrays; 1-D signals (N, C, L) are treated as (N, C, 1, L) images. The
+    normalizations are the randomization tests'.
+    """
+    a, b = (np.asarray(m, dtype=np.float64) for m in (maps, reference))
+    if a.ndim == 3:
+        a, b = a[:, :, None], b[:, :, None]
+    return {
+        "spearman_abs": spearman(
+            normalize_absolute(a, normalization), normalize_absolute(b, normalization)
+        ),
+        "spearman_signed": spearman(
+            normalize_signed(a, normalization), normalize_signed(b, normalization)
+        ),
+    }
 
 
 def prepare(maps: MapsLike, *, normalization: str = "max", hog_pixels_per_cell: int = 7,

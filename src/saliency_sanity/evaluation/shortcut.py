@@ -21,7 +21,7 @@ import torch
 from saliency_sanity.data import load_examples
 from saliency_sanity.data.decoy import SHORTCUTS, planted_classes
 from saliency_sanity.evaluation.registry import EvaluationRun, register_evaluation
-from saliency_sanity.harness import NO_BASELINE
+from saliency_sanity.contracts import NO_BASELINE
 from saliency_sanity.methods.completeness import logits_of
 
 CONDITIONS = ("true_code", "random_code", "no_code")

@@ -10,10 +10,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import ScalarFormatter
 
-from saliency_sanity.evaluation.convergence import PATH_METHOD
+from saliency_sanity.contracts import NO_BASELINE
 from saliency_sanity.figures import style
-from saliency_sanity.figures.inputs import mean_ci
-from saliency_sanity.harness import NO_BASELINE
+from saliency_sanity.figures.inputs import FigureInputError, mean_ci
 
 TARGET_RULE, TARGET_STEPS = "right", 50  # the issue's reference: 50 right-Riemann points
 ERROR_FLOOR = 1e-7  # errors at float rounding are drawn here on the log axis
@@ -201,17 +200,19 @@ def ablation_methods(data: dict, model: str) -> tuple[Figure, str]:
     return fig, _ablation_facts(table, lines)
 
 
-def ablation_baselines(data: dict, model: str) -> tuple[Figure, str]:
-    """Integrated Gradients' ablation curves with each baseline, beside the random control."""
+def ablation_baselines(data: dict, model: str, *, method: str) -> tuple[Figure, str]:
+    """A path method's ablation curves with each baseline, beside the random control."""
     table: pd.DataFrame = data["eval_ablation_csv"]
-    ig = table[table["method"] == PATH_METHOD]
-    colours = style.categorical_colours(len(_baselines(ig)))
-    lines = [(f"IG, baseline {baseline}", ig[ig["baseline"] == baseline], colour, False)
-             for baseline, colour in zip(_baselines(ig), colours)]
+    rows = table[table["method"] == method]
+    if rows.empty:
+        raise FigureInputError(f"the ablation table has no rows of method {method!r}; it has {sorted(set(table['method']))}")
+    colours = style.categorical_colours(len(_baselines(rows)))
+    lines = [(f"{style.method_label(method)}, baseline {baseline}", rows[rows["baseline"] == baseline], colour, False)
+             for baseline, colour in zip(_baselines(rows), colours)]
     control = table[table["method"] == CONTROL]
     if len(control):
         lines.append((style.method_label(CONTROL) + " (control)", control, style.method_colour(CONTROL), True))
-    fig = _ablation_grid(table, lines, f"{model}: ablation of Integrated Gradients' maps, per baseline")
+    fig = _ablation_grid(table, lines, f"{model}: ablation of {style.method_label(method)}'s maps, per baseline")
     return fig, _ablation_facts(table, lines)
 
 

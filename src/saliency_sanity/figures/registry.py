@@ -172,6 +172,7 @@ for _spec in (
             "box of area k around its centre of mass (mass-center), by the mean colour or a blurred copy; a "
             "random map is the control.",
             ("eval_ablation_csv",),
+            {"method": "integrated_gradients"},
         ),
         FigureSpec(
             "shortcut",

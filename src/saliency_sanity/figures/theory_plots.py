@@ -15,10 +15,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from saliency_sanity import similarity
 from saliency_sanity.figures import style
 from saliency_sanity.figures.inputs import N_BOOT, FigureInputError, mean_ci
 from saliency_sanity.figures.plots import SIGNED_CMAP, map_grid, map_colorbar, show_image
-from saliency_sanity.theory.common import spearman_to
 
 REFERENCE_LABELS = {
     "input": "map vs. input",
@@ -57,7 +57,7 @@ def _signed(values: np.ndarray) -> np.ndarray:
 
 
 def _spearman_signed(a: np.ndarray, b: np.ndarray) -> float:
-    return float(spearman_to(a[None], b[None])["spearman_signed"][0])
+    return float(similarity.spearman_to(a[None], b[None])["spearman_signed"][0])
 
 
 # ---------------------------------------------------------------- conv-sum: maps

@@ -44,9 +44,9 @@ from saliency_sanity.methods.registry import get_method
 from saliency_sanity.config import config_value, positive_float, positive_int
 from saliency_sanity.runtime import derive_seed, write_npz
 from saliency_sanity.theory.closed_forms import CONVSUM_FORMS, CONVSUM_LIMITS, TOLERANCE, relative_error
+from saliency_sanity import similarity
 from saliency_sanity.theory.common import (
     explain,
-    spearman_to,
     write_csv,
 )
 from saliency_sanity.theory.models import ConvSumModel
@@ -216,7 +216,7 @@ def edge_maps(x: torch.Tensor) -> torch.Tensor:
 
 def _score_rows(key: dict, maps: np.ndarray, reference: np.ndarray, name: str, normalization: str) -> list[dict]:
     rows = []
-    for metric, values in spearman_to(maps, reference, normalization).items():
+    for metric, values in similarity.spearman_to(maps, reference, normalization).items():
         rows += [dict(key, reference=name, metric=metric, signal=i, value=float(v)) for i, v in enumerate(values)]
     return rows
 

@@ -36,9 +36,9 @@ from saliency_sanity.config import config_value, positive_float, positive_int
 from saliency_sanity.randomization import cascading
 from saliency_sanity.runtime import derive_seed, write_npz
 from saliency_sanity.theory.closed_forms import LINEAR_FORMS, relative_error
+from saliency_sanity import similarity
 from saliency_sanity.theory.common import (
     explain,
-    spearman_to,
     write_csv,
 )
 from saliency_sanity.theory.models import LinearModel
@@ -139,7 +139,7 @@ def analyse_weights(
         if method == "gradient":
             spread = _same_target_spread(computed, ts)
             rows += _rows("agreement", weights_name, method, "other_inputs", "max_abs_diff_same_target", spread, ts)
-        for metric, values in spearman_to(computed, xs, settings.normalization).items():
+        for metric, values in similarity.spearman_to(computed, xs, settings.normalization).items():
             rows += _rows("input", weights_name, method, "input", metric, values, ts)
     return ts, maps, rows
 
@@ -169,7 +169,7 @@ def run_linear(config: Mapping[str, Any], data_dir: str | Path, out_dir: str | P
     rows = [row for _, _, weight_rows in results.values() for row in weight_rows]
     random_targets = results["random"][0]
     for method in METHODS:
-        scores = spearman_to(results["trained"][1][method], results["random"][1][method], settings.normalization)
+        scores = similarity.spearman_to(results["trained"][1][method], results["random"][1][method], settings.normalization)
         for metric, values in scores.items():
             rows += _rows("randomization", "random", method, "trained", metric, values, random_targets)
 
