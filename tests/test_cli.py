@@ -43,3 +43,13 @@ def test_record_config_writes_config_and_versions(tmp_path):
     record = yaml.safe_load(out.read_text())
     assert record["config"] == {"seed": 3}
     assert "torch" in record["library_versions"]
+
+
+def test_an_unknown_registered_name_is_one_error_line_naming_the_choices(caplog):
+    """The parser takes names as strings (argparse choices would import every registry for every command);
+    each command checks its name against the registry."""
+    assert main(["evaluate", "no_such_evaluation", "--model", "m.pt", "--settings", "{}", "--out-csv", "x.csv"]) == 1
+    assert "unknown evaluation 'no_such_evaluation'" in caplog.text and "'ablation'" in caplog.text
+    assert main(["train", "--dataset", "mnist", "--arch", "efficientnet_lite0", "--settings", "{}",
+                 "--out", "x.pt"]) == 1
+    assert "unknown trainable architecture 'efficientnet_lite0'" in caplog.text

@@ -37,6 +37,14 @@ def _json_arg(text: str) -> dict:
     return value
 
 
+def _one_of(value: str, names: list[str], what: str) -> str:
+    """The command's name argument, checked against the registry's names (argparse's ``choices`` would import
+    every registry, and with them torch, for every command: seconds per job)."""
+    if value not in names:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {names}")
+    return value
+
+
 def _set_threads(threads: int | None) -> None:
     if threads:
         import torch
@@ -45,14 +53,21 @@ def _set_threads(threads: int | None) -> None:
 
 
 def cmd_download(args: argparse.Namespace) -> None:
-    from saliency_sanity.data import fetch_dataset
+    from saliency_sanity.data import DATASETS, fetch_dataset
+
+    _one_of(args.dataset, [name for name, spec in DATASETS.items() if spec.downloaded], "dataset to download")
 
     raw = fetch_dataset(args.dataset, args.data_dir, mirror=args.mirror)
     log.info("%s ready in %s", args.dataset, raw)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from saliency_sanity.data import DATASETS
+    from saliency_sanity.models import MODELS
     from saliency_sanity.training import train_model
+
+    _one_of(args.dataset, [name for name, spec in DATASETS.items() if "train" in spec.splits], "dataset to train on")
+    _one_of(args.arch, [name for name, spec in MODELS.items() if "trained" in spec.weights], "trainable architecture")
 
     record = train_model(
         args.dataset, args.arch, args.labels, args.settings, args.data_dir, args.out,
@@ -62,14 +77,20 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_imagenet_model(args: argparse.Namespace) -> None:
+    from saliency_sanity.models import MODELS
     from saliency_sanity.models.published import write_published_checkpoint
+
+    _one_of(args.arch, [name for name, spec in MODELS.items() if spec.published is not None],
+            "architecture with published weights")
 
     record = write_published_checkpoint(args.arch, args.settings, args.data_dir, args.out, mirror=args.mirror)
     log.info("wrote %s (weights: %s)", args.out, record["weights"])
 
 
 def cmd_randomize(args: argparse.Namespace) -> None:
-    from saliency_sanity.randomization import run_randomization_test
+    from saliency_sanity.randomization import MODES, run_randomization_test
+
+    _one_of(args.mode, MODES.names(), "randomization mode")
 
     run_randomization_test(
         args.model, args.mode, args.settings, args.out_csv, args.out_maps,
@@ -79,7 +100,9 @@ def cmd_randomize(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from saliency_sanity.evaluation import run_evaluation
+    from saliency_sanity.evaluation import EVALUATIONS, run_evaluation
+
+    _one_of(args.name, EVALUATIONS.names(), "evaluation")
 
     run_evaluation(args.name, args.model, args.settings, args.out_csv, data_dir=args.data_dir,
                    device=args.settings.get("device", "auto"))
@@ -144,14 +167,7 @@ def cmd_config(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from saliency_sanity.data import DATASETS
-    from saliency_sanity.evaluation import EVALUATIONS
-    from saliency_sanity.models import MODELS
-    from saliency_sanity.randomization import MODES
-
-    downloaded = [name for name, spec in DATASETS.items() if spec.downloaded]
-    trainable = [name for name, spec in MODELS.items() if "trained" in spec.weights]
-    published = [name for name, spec in MODELS.items() if spec.published is not None]
+    """The commands and their arguments; registered names are checked by each command (:func:`_one_of`)."""
     parser = argparse.ArgumentParser(prog="saliency-sanity", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STEP")
@@ -163,13 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("download", cmd_download, "fetch a dataset (mirror or official host), md5-verified")
-    p.add_argument("dataset", choices=downloaded)
+    p.add_argument("dataset", help="a registered dataset that is downloaded (mnist, fashion-mnist, ...)")
     p.add_argument("--data-dir", type=Path, default=Path("data"))
     p.add_argument("--mirror", default=None, help="folder laid out as <dataset>/raw/<file> (default: $SALIENCY_DATA_MIRROR)")
 
     p = add("train", cmd_train, "train one model and write its checkpoint + JSON record")
-    p.add_argument("--dataset", required=True, choices=[name for name, spec in DATASETS.items() if "train" in spec.splits])
-    p.add_argument("--arch", required=True, choices=trainable)
+    p.add_argument("--dataset", required=True, help="a registered dataset with a train split")
+    p.add_argument("--arch", required=True, help="a registered architecture the project trains (cnn, mlp, ...)")
     p.add_argument("--labels", default="true", choices=["true", "random"])
     p.add_argument("--settings", type=_json_arg, required=True, help="the config's training section (JSON or @file)")
     p.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -179,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("imagenet-model", cmd_imagenet_model,
             "fetch and verify an ImageNet model's published weights (or build untrained ones); write its checkpoint")
-    p.add_argument("--arch", required=True, choices=published)
+    p.add_argument("--arch", required=True, help="a registered architecture with published weights")
     p.add_argument("--settings", type=_json_arg, required=True,
                    help="the seed and the model's imagenet.models entry: {seed, weights, weights_sha256} (JSON or @file)")
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="downloaded weights go to <data-dir>/imagenet/weights/")
@@ -188,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("randomize", cmd_randomize, "run one randomization test; write the tidy CSV and the maps")
     p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--mode", required=True, choices=MODES.names())
+    p.add_argument("--mode", required=True, help="a registered randomization mode (cascading, independent, labels, ...)")
     p.add_argument("--random-label-model", type=Path, default=None)
     p.add_argument("--settings", type=_json_arg, required=True, help="the resolved config (JSON or @file)")
     p.add_argument("--data-dir", type=Path, default=Path("data"))
@@ -196,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-maps", type=Path, required=True)
 
     p = add("evaluate", cmd_evaluate, "run one registered evaluation of a model; write its tidy CSV")
-    p.add_argument("name", choices=EVALUATIONS.names())
+    p.add_argument("name", help="a registered evaluation (convergence, ablation, ...)")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--settings", type=_json_arg, required=True,
                    help="the job's settings: seed, device, randomization, methods, images, evaluation (JSON or @file)")
@@ -238,10 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # the project's own messages at INFO; other libraries' (fontTools logs every PDF font subset) at WARNING
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     _set_threads(args.threads)
     try:
         args.func(args)
