@@ -13,7 +13,13 @@ import torch
 from torch import nn
 
 from saliency_sanity.config import ConfigError, evaluation_settings, resolve_config, training_settings
-from saliency_sanity.contracts import EVALUATION_IDENTITY, evaluation_csv, figure_input_path
+from saliency_sanity.contracts import (
+    EVALUATION_IDENTITY,
+    NO_BASELINE,
+    evaluation_csv,
+    evaluation_npz,
+    figure_input_path,
+)
 from saliency_sanity.data import DATASETS, Examples, register_dataset
 from saliency_sanity.data.decoy import SHORTCUTS
 from saliency_sanity.evaluation import EVALUATIONS, run_evaluation
@@ -21,7 +27,6 @@ from saliency_sanity.evaluation.ablation import ablation_table, fill_values, mas
 from saliency_sanity.evaluation.convergence import adaptive_table
 from saliency_sanity.figures import FIGURES, figures_for, make_figure
 from saliency_sanity.figures.evaluation_plots import passes_to_reach, target_error
-from saliency_sanity.contracts import NO_BASELINE
 from saliency_sanity.harness import Harness
 from saliency_sanity.methods import METHODS
 from saliency_sanity.methods.gradients import integrated_gradients, locally_refined_integrated_gradients
@@ -87,8 +92,10 @@ def test_every_evaluation_writes_its_csv_contract_and_renders_its_figures(name, 
     assert len(csv) == len(table) > 0 and set(csv.evaluation) == {name} and set(csv.model) == {model}
     if "baseline" in csv.columns and "baselines" in CHEAP.get(name, {}):
         assert set(CHEAP[name]["baselines"]) <= set(csv.baseline)  # each listed baseline has its rows
+    with np.load(evaluation_npz(model, name, tmp_path)) as archive:  # beside the CSV: identity and what it kept
+        assert {str(archive[key]) for key in EVALUATION_IDENTITY} == {csv.dataset[0], model, name}
     for figure in figures_for([], [name]):  # the figures that read it, if any
-        inputs = {key: out for key in FIGURES[figure].inputs}
+        inputs = {key: figure_input_path(key, model, tmp_path) for key in FIGURES[figure].inputs}
         paths = make_figure(figure, model, inputs, tmp_path / "figures", preset="test")
         assert all(p.is_file() for p in paths)
 
@@ -179,6 +186,14 @@ def test_shortcut_measures_accuracy_per_condition_and_mass_on_the_patch(checkpoi
     mass = table[table.measure == "mass_on_shortcut"].groupby("method").value.mean()
     assert mass["gradient"] == pytest.approx(1.0) and mass["sobel"] < 0.2
     assert table[table.measure == "area"].value.eq(9 / 784).all()
+    with np.load(tmp_path / "s.npz") as kept:  # the maps shown next to the code: the first images, every series
+        series = list(zip(kept["methods"].tolist(), kept["baselines"].tolist()))
+        assert series == list(dict.fromkeys(zip(table.method[table.measure == "mass_on_shortcut"],
+                                                 table.baseline[table.measure == "mass_on_shortcut"])))
+        assert kept["maps"].shape == (len(series), module.SHOWN_IMAGES, 28, 28) and kept["mask"][:, :3, :3].all()
+        assert kept["mask"].sum() == 9 * module.SHOWN_IMAGES
+        gradient = kept["maps"][series.index(("gradient", "none"))].astype(np.float32)
+        assert gradient.max() == 1.0 and not gradient[:, 3:, :].any() and not gradient[:, :, 3:].any()
 
 
 def test_top_k_masks_count_pixels_and_break_ties_by_position():
@@ -301,8 +316,8 @@ def test_check_names_catches_bad_evaluation_settings(section, message):
 
 def test_evaluation_figure_inputs_are_the_evaluation_csvs():
     assert figure_input_path("eval_ablation_csv", "mnist-cnn") == Path("results/evaluation/mnist-cnn-ablation.csv")
-    with pytest.raises(ValueError, match="an evaluation writes a CSV only"):
-        figure_input_path("eval_ablation_maps", "mnist-cnn")
+    assert figure_input_path("eval_shortcut_maps", "decoy-mnist-cnn") == Path(
+        "results/evaluation/decoy-mnist-cnn-shortcut.npz")
     assert set(figures_for([], ["ablation"])) == {"ablation_methods", "ablation_baselines"}
     assert not set(figures_for(["cascading"], [])) & {"ablation_methods", "ig_convergence"}
     assert all(METHODS[m] for m in ("integrated_gradients", "random_noise"))  # what the figures single out

@@ -158,8 +158,13 @@ def _direct_grad_maps(data: dict[str, np.ndarray], normalization: str) -> tuple[
 
 def test_maps_archive_keys_shapes_and_contents(cascaded):
     data = _archive(cascaded[2])
-    assert set(data) == {"images", "labels", "methods", "stages", *MAP_ARRAYS, "normalization", "targets",
-                         "predictions", "dataset", "model", "mode", "completeness"}  # no display: MNIST has none
+    assert set(data) == {"images", "labels", "methods", "baselines", "stages", *MAP_ARRAYS, "normalization", "targets",
+                         "predictions", "dataset", "model", "mode", "completeness", "baseline_labels",
+                         "baseline_display"}  # no display: MNIST has none
+    # each method once, with its configured baseline: the registry's default (zero) for the path methods
+    assert data["baselines"].tolist() == ["zero", "none", "none", "none", "zero"]
+    assert data["baseline_labels"].tolist() == ["zero"] and data["baseline_display"].shape == (1, N_IMAGES, 1, 28, 28)
+    assert data["baseline_display"].dtype == np.float16 and not data["baseline_display"].any()
     m, s = len(METHODS), 5
     assert data["images"].shape == (N_IMAGES, 1, 28, 28) and data["images"].dtype == np.float32
     assert data["labels"].tolist() == LABELS[:N_IMAGES].tolist() and data["labels"].dtype == np.int64
@@ -214,7 +219,7 @@ def test_display_images_are_stored_when_the_caller_has_them(tmp_path):
     maps = np.random.default_rng(0).standard_normal((N_IMAGES, 3, 8, 8))
     prepared = similarity.prepare(maps, normalization="percentile", hog_pixels_per_cell=4)
     result = experiments.RunResult(
-        methods=["edges"],
+        series=[("edges", "none")],
         stages=["original", "top"],
         maps=[[experiments.KeptMaps.of(prepared)], [experiments.KeptMaps.of(prepared, 1)]],
         targets=[np.zeros(N_IMAGES)] * 2, predictions=[np.zeros(N_IMAGES)] * 2,
@@ -261,6 +266,43 @@ def test_each_map_of_a_complete_method_has_its_completeness_error_recorded(casca
     assert errors.shape == (len(METHODS), 5, N_IMAGES)
     np.testing.assert_allclose(errors[methods.index("half")], 0.5, rtol=1e-5)
     assert np.isnan(np.delete(errors, methods.index("half"), axis=0)).all()
+
+
+def test_every_path_method_runs_with_every_listed_baseline_in_the_listed_modes(tmp_path, models, cascaded):
+    """randomization.baselines: each path method again with each baseline, a series of its own in the CSV and the
+    archive; the configured series are those of a run without the key; modes not listed run the configured only."""
+    config = _config(baselines=["max_distance", "uniform"], baseline_modes=["cascading"])
+    CALLS.clear()
+    table, _, out_maps = _run(tmp_path, models["cnn"], config=config)
+    series = list(dict.fromkeys(zip(table.method, table.baseline)))
+    assert series == [("grad", "zero"), ("edges", "none"), ("noise", "none"), ("cam", "none"), ("half", "zero"),
+                      ("grad", "max_distance"), ("half", "max_distance"), ("grad", "uniform"), ("half", "uniform")]
+    pd.testing.assert_frame_equal(table[table.baseline.isin(["zero", "none"])].reset_index(drop=True),
+                                  pd.read_csv(cascaded[1]), check_dtype=False)  # the configured series unchanged
+    data = _archive(out_maps)
+    assert list(zip(data["methods"].tolist(), data["baselines"].tolist())) == series
+    x = torch.from_numpy(data["images"])
+    farthest = (x < 0.5).float()  # the valid range [0, 1]: the top where x is in its lower half
+    assert data["baseline_labels"].tolist() == ["zero", "max_distance", "uniform"]
+    np.testing.assert_array_equal(data["baseline_display"][1], farthest.numpy())
+    assert 0 <= data["baseline_display"][2].min() and data["baseline_display"][2].max() <= 1
+    assert len(np.unique(data["baseline_display"][2])) > 100  # uniform noise, not a constant
+    given = [p["baseline"] for name, p in CALLS if name == "grad"]
+    assert len(given) == 3 * 5  # three baselines at five stages
+    assert any(torch.equal(b, farthest) for b in given)
+    np.testing.assert_allclose(data["completeness"][[i for i, (m, _) in enumerate(series) if m == "half"]], 0.5,
+                               rtol=1e-4)  # each series' error against its own baseline's f(x') (float32 deltas)
+    independent, _, _ = _run(tmp_path / "independent", models["cnn"], "independent", config=config)
+    assert set(independent.baseline) == {"zero", "none"}
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("baselines", ["no_such_baseline"], "randomization.baselines"),
+    ("baseline_modes", ["no_such_mode"], "randomization.baseline_modes"),
+])
+def test_listed_baselines_and_modes_are_checked_by_name(key, value, message):
+    with pytest.raises(Exception, match=message):
+        experiments.Settings.from_config(_config(**{key: value}))
 
 
 def test_two_runs_write_identical_files(tmp_path, models, cascaded):

@@ -36,6 +36,10 @@ from saliency_sanity.similarity import normalize_absolute, normalize_signed
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "mnist-cnn"
 METHOD_NAMES = ["guided_backprop", "gradient", "test_edge_control", "integrated_gradients"]
+# the series as the runner writes them: every method with its configured baseline, then IG with two more
+SERIES = [("guided_backprop", "none"), ("gradient", "none"), ("test_edge_control", "none"),
+          ("integrated_gradients", "zero"), ("integrated_gradients", "blurred(sigma=4)"), ("integrated_gradients", "uniform")]
+BASELINES = ["zero", "blurred(sigma=4)", "uniform"]
 STAGES = {
     "cascading": ["original", "logits", "fc", "conv2"],
     "independent": ["original", "logits", "fc", "conv2"],
@@ -70,16 +74,18 @@ def _write_maps(path: Path, mode: str, rng: np.random.Generator, normalization: 
     """An archive as the runner writes it: raw maps normalized and summed over channels, float16."""
     images = _images(rng)
     stages = STAGES[mode]
-    shape = (len(METHOD_NAMES), len(stages), N_IMAGES, SIZE, SIZE)
+    shape = (len(SERIES), len(stages), N_IMAGES, SIZE, SIZE)
     absolute, signed = np.empty(shape, np.float16), np.empty(shape, np.float16)
-    for m, method in enumerate(METHOD_NAMES):
+    for m, (method, _) in enumerate(SERIES):
         for s in range(len(stages)):
             keep = 1.0 if method in ("test_edge_control", "guided_backprop") else 1.0 / (1 + 2 * s)
             raw = keep * images * np.sign(rng.standard_normal(images.shape)) + (1 - keep) * rng.standard_normal(images.shape)
             absolute[m, s] = normalize_absolute(raw, normalization)
             signed[m, s] = normalize_signed(raw, normalization)
     predictions = rng.integers(0, 10, (len(stages), N_IMAGES))
-    np.savez(path, images=images, labels=np.array([3, 1, 4]), methods=np.array(METHOD_NAMES),
+    np.savez(path, images=images, labels=np.array([3, 1, 4]), methods=np.array([m for m, _ in SERIES]),
+             baselines=np.array([b for _, b in SERIES]), baseline_labels=np.array(BASELINES),
+             baseline_display=rng.random((len(BASELINES), GRID_IMAGES, 1, SIZE, SIZE)).astype(np.float16),
              stages=np.array(stages), original_abs=absolute[:, 0], original_signed=signed[:, 0],
              maps_abs=absolute[:, :, :GRID_IMAGES], maps_signed=signed[:, :, :GRID_IMAGES],
              normalization=np.array(normalization), targets=predictions, predictions=predictions,
@@ -92,20 +98,23 @@ COMPLETENESS_AT_STAGE_0 = [0.01, 0.03, 0.2]  # median 3 %, max 20 %, 2 of 3 with
 
 def _completeness(n_stages: int) -> np.ndarray:
     """Integrated Gradients' recorded completeness errors; NaN for the methods without the property."""
-    errors = np.full((len(METHOD_NAMES), n_stages, N_IMAGES), np.nan)
-    errors[METHOD_NAMES.index("integrated_gradients")] = [COMPLETENESS_AT_STAGE_0] + [[1.0] * N_IMAGES] * (n_stages - 1)
+    errors = np.full((len(SERIES), n_stages, N_IMAGES), np.nan)
+    for index, (method, baseline) in enumerate(SERIES):  # the other baselines' errors differ: captions give IG's own
+        if method == "integrated_gradients":
+            later = 1.0 if baseline == "zero" else 9.0
+            errors[index] = [COMPLETENESS_AT_STAGE_0] + [[later] * N_IMAGES] * (n_stages - 1)
     return errors
 
 
 def _write_csv(path: Path, mode: str, rng: np.random.Generator) -> None:
     rows = []
     for s, stage in enumerate(STAGES[mode]):
-        for method in METHOD_NAMES:
+        for method, baseline in SERIES:
             for metric in METRICS:
                 for image in range(N_IMAGES):
                     value = 1.0 if s == 0 else 0.8 / (1 + s) + 0.1 * rng.standard_normal()
                     rows.append(dict(dataset="mnist", model="cnn", mode=mode, stage=stage, stage_index=s,
-                                     method=method, metric=metric, image=image, value=value))
+                                     method=method, baseline=baseline, metric=metric, image=image, value=value))
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
@@ -204,20 +213,24 @@ def test_malformed_inputs_are_rejected(inputs, tmp_path):
     npz = tmp_path / "bad.npz"
     arrays = dict(np.load(inputs["cascading_maps"]))
     np.savez(npz, **dict(arrays, maps_signed=arrays["maps_signed"][:, :2]))
-    with pytest.raises(FigureInputError, match=r"bad.npz: maps_signed has shape \(4, 2, 2, 28, 28\), expected "
-                                               r"\(methods, stages, grid_images, H, W\) = \(4, 4, 2, 28, 28\)"):
+    with pytest.raises(FigureInputError, match=r"bad.npz: maps_signed has shape \(6, 2, 2, 28, 28\), expected "
+                                               r"\(methods, stages, grid_images, H, W\) = \(6, 4, 2, 28, 28\)"):
         load_maps(npz)
 
 
 @pytest.mark.parametrize("name, bad, message", [
-    ("original_abs", lambda a: a[:, :2], r"original_abs has shape \(4, 2, 28, 28\), expected \(methods, images, H, W\)"),
-    ("original_signed", lambda a: a[..., :27], r"original_signed has shape .*expected .* = \(4, 3, 28, 28\)"),
-    ("maps_abs", lambda a: a[:, :, :, :, :5], r"maps_abs has shape \(4, 4, 2, 28, 5\)"),
-    ("maps_abs", lambda a: a[:, :, :0], r"maps_abs has shape \(4, 4, 0, 28, 28\).*1 <= G <= 3"),
+    ("original_abs", lambda a: a[:, :2], r"original_abs has shape \(6, 2, 28, 28\), expected \(methods, images, H, W\)"),
+    ("original_signed", lambda a: a[..., :27], r"original_signed has shape .*expected .* = \(6, 3, 28, 28\)"),
+    ("maps_abs", lambda a: a[:, :, :, :, :5], r"maps_abs has shape \(6, 4, 2, 28, 5\)"),
+    ("maps_abs", lambda a: a[:, :, :0], r"maps_abs has shape \(6, 4, 0, 28, 28\).*1 <= G <= 3"),
     ("maps_abs", lambda a: a.astype(np.int8), r"maps_abs has dtype int8"),
     ("display", lambda a: np.zeros((3, 1, 14, 14), np.float32), r"display has shape \(3, 1, 14, 14\), expected "
                                                                  r"\(images, C, H, W\) = \(3, 1, 28, 28\)"),
     ("normalization", lambda a: np.array("l2"), r"normalization is 'l2'"),
+    ("baselines", lambda a: a[:5], r"baselines has 5 entries for 6 methods"),
+    ("baselines", lambda a: np.array(["none"] * 6), r"a \(method, baseline\) series twice"),
+    ("baseline_display", lambda a: a[:, :1], r"baseline_display has shape \(3, 1, 1, 28, 28\), expected "
+                                             r"\(baselines, grid_images, C, H, W\) = \(3, 2, 1, 28, 28\)"),
 ])
 def test_malformed_maps_archive_names_the_array(inputs, tmp_path, name, bad, message):
     arrays = dict(np.load(inputs["cascading_maps"]))

@@ -70,7 +70,9 @@ class BaselineSpec:
 
     @classmethod
     def parse(cls, value: Any, config_key: str | None = None) -> BaselineSpec:
-        """``"name"`` or ``{name: ..., <param>: ...}``, checked against the registry."""
+        """``"name"`` or ``{name: ..., <param>: ...}``, checked against the registry (a spec is returned as is)."""
+        if isinstance(value, BaselineSpec):
+            return value
         where = f"config key {config_key}" if config_key else "the baseline"
         if isinstance(value, Mapping):
             params = dict(value)

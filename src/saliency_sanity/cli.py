@@ -104,7 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     _one_of(args.name, EVALUATIONS.names(), "evaluation")
 
-    run_evaluation(args.name, args.model, args.settings, args.out_csv, data_dir=args.data_dir,
+    run_evaluation(args.name, args.model, args.settings, args.out_csv, args.out_maps, data_dir=args.data_dir,
                    device=args.settings.get("device", "auto"))
 
 
@@ -211,13 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-csv", type=Path, required=True)
     p.add_argument("--out-maps", type=Path, required=True)
 
-    p = add("evaluate", cmd_evaluate, "run one registered evaluation of a model; write its tidy CSV")
+    p = add("evaluate", cmd_evaluate, "run one registered evaluation of a model; write its tidy CSV and archive")
     p.add_argument("name", help="a registered evaluation (convergence, ablation, ...)")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--settings", type=_json_arg, required=True,
                    help="the job's settings: seed, device, randomization, methods, images, evaluation (JSON or @file)")
     p.add_argument("--data-dir", type=Path, default=Path("data"))
     p.add_argument("--out-csv", type=Path, required=True)
+    p.add_argument("--out-maps", type=Path, default=None, help="the arrays it keeps (default: the CSV's path, .npz)")
 
     p = add("figure", cmd_figure, "render one registered figure for one model (PDF + PNG)")
     p.add_argument("name")

@@ -176,7 +176,8 @@ def one_of(value: Any, choices: Sequence[Any], key: str) -> Any:
     return value
 
 
-IMAGENET_RANDOMIZATION_KEYS = ("n_images", "explain", "batch_size", "grid_images", "batchnorm")
+IMAGENET_RANDOMIZATION_KEYS = ("n_images", "explain", "batch_size", "grid_images", "batchnorm", "baselines",
+                               "baseline_modes")
 
 
 def image_sources(imagenet: Mapping[str, Any]) -> list[str]:

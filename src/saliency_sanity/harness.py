@@ -104,24 +104,33 @@ class Harness:
         other.context = self.context
         return other
 
+    def variants(self, model: nn.Module, baselines: Sequence[str | Mapping[str, Any]] = ()) -> dict[tuple[str, str], Harness]:
+        """(method, baseline label) -> the harness that runs that series: every applicable method with its
+        configured baseline (this harness), then each path method with each of ``baselines`` it was not
+        configured with (:meth:`with_baseline`), in that order."""
+        methods = self.applicable(model)
+        series = {(m.name, self.baseline_label(m)): self for m in methods}
+        for baseline in baselines:
+            other = self.with_baseline(baseline)
+            for method in other.methods:
+                if method in methods:
+                    series.setdefault((method.name, other.baseline_label(method)), other)
+        return series
+
     def iter_explain_baselines(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, baselines: Sequence[str | Mapping[str, Any]],
         *, stage: int = 0,
     ) -> Iterator[tuple[str, str, torch.Tensor]]:
-        """(method, baseline label, maps): every applicable method with its configured baseline, then
-        each path method again with each of ``baselines`` it was not configured with (every method with
-        every baseline, as the attribution-baselines study runs them)."""
-        methods = self.applicable(model)
-        done = {(m.name, self.baseline_label(m)) for m in methods}
-        for name, maps in self.iter_explain(model, x, target, stage=stage, methods=methods):
-            yield name, self.baseline_label(METHODS[name]), maps
-        for baseline in baselines:
-            other = self.with_baseline(baseline)
-            todo = [m for m in other.methods if m in methods and (m.name, other.baseline_label(m)) not in done]
-            for name, maps in other.iter_explain(model, x, target, stage=stage, methods=todo):
-                label = other.baseline_label(METHODS[name])
-                done.add((name, label))
-                yield name, label, maps
+        """(method, baseline label, maps) of every series of :meth:`variants` (every method with every baseline,
+        as the attribution-baselines study runs them); the methods of one harness share their work."""
+        by_harness: dict[Harness, list[tuple[str, str]]] = {}
+        for key, harness in self.variants(model, baselines).items():
+            by_harness.setdefault(harness, []).append(key)
+        for harness, keys in by_harness.items():
+            labels = dict(keys)
+            for name, maps in harness.iter_explain(model, x, target, stage=stage,
+                                                   methods=[METHODS[name] for name, _ in keys]):
+                yield name, labels[name], maps
 
     def iter_explain(
         self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, *, stage: int = 0,

@@ -8,10 +8,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
+from saliency_sanity.baselines import BaselineSpec
 from saliency_sanity.data import DataSource, Examples, dataset_spec, load_examples
 from saliency_sanity.harness import Harness
 from saliency_sanity.models import SanityModel, load_checkpoint, model_spec, read_record
@@ -39,13 +40,14 @@ class ExplainJob:
 def load_job(
     model_path: str | os.PathLike, harness: Harness, *, seed: int, n_images: int | None,
     images: Mapping[str, Any] | None = None, data_dir: str | os.PathLike = "data", device: str = "auto",
-    train_data: bool | None = None,
+    baselines: Sequence[BaselineSpec] = (),
 ) -> ExplainJob:
     """Load the checkpoint and the first ``n_images`` test examples of its dataset, and give the harness
     the examples' valid range and, where a baseline draws from them, the training inputs.
 
     ``images``: the natural-image source options (ImageNet models; config ``imagenet.images``).
-    ``train_data``: whether to load the training inputs (default: where a configured baseline needs them).
+    ``baselines``: those the job runs the path methods with besides their configured ones; the training
+    inputs are loaded where one of these or a configured baseline draws from them.
     """
     model_path = Path(model_path)
     record = read_record(model_path)
@@ -57,8 +59,7 @@ def load_job(
         options["recipe"] = recipe  # natural images, prepared as this model's own input
     source = DataSource(Path(data_dir), seed, options, n_images)
     examples = load_examples(record["dataset"], "test", source).to(torch_device)
-    if train_data is None:
-        train_data = harness.needs_train_data()
+    train_data = harness.needs_train_data() or any(b.baseline.needs_train_data for b in baselines)
     inputs = training_inputs(record["dataset"], source).to(torch_device) if train_data else None
     harness.set_data(valid_range=examples.valid_range, train_data=inputs)
     return ExplainJob(model_path.stem, model, record, examples, source, torch_device)

@@ -22,8 +22,9 @@ from saliency_sanity.randomization.modes import MODES
 
 def check_names(config: Mapping[str, Any]) -> None:
     """Names the schema cannot know, checked against the registries before any job runs: the models'
-    datasets and architectures, the randomization modes, and every method's name and parameters
-    (a misspelled method fails here, not after training)."""
+    datasets and architectures, the randomization modes, every method's name and parameters, and the
+    baselines listed for the randomization tests and the evaluations (a misspelled method fails here, not
+    after training)."""
     for index, entry in enumerate(config.get("models") or []):
         DATASETS.get_entry(entry["dataset"], f"models[{index}].dataset")
         if "trained" not in MODELS.get_entry(entry["arch"], f"models[{index}].arch").weights:
@@ -42,6 +43,13 @@ def check_names(config: Mapping[str, Any]) -> None:
             if MODES.get_entry(mode, key).needs and dataset == "imagenet":
                 raise ConfigError(f"config key {key} lists {mode!r}, which needs {list(MODES[mode].needs)}; "
                                   "the ImageNet models have none")
+        section = key.split(".")[0]
+        for mode in config_value(config, f"{section}.baseline_modes", None) or []:
+            MODES.get_entry(mode, f"{section}.baseline_modes")
+        for baseline in config_value(config, f"{section}.baselines", None) or []:
+            if BaselineSpec.parse(baseline, f"{section}.baselines").baseline.needs_train_data and dataset == "imagenet":
+                raise ConfigError(f"config key imagenet.baselines lists {baseline!r}, drawn from the training images, "
+                                  "and the ImageNet models have none; leave it out")
         harness = Harness(randomize_settings(config, dataset)["methods"])
         if dataset == "imagenet" and harness.needs_train_data():
             raise ConfigError("config keys methods / imagenet.methods give a path method a baseline drawn from the "

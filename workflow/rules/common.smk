@@ -4,7 +4,7 @@
 import json
 
 from saliency_sanity.config import evaluation_settings, figure_notes, image_sources, randomize_settings, training_settings
-from saliency_sanity.contracts import checkpoint_path, evaluation_csv, maps_npz, model_name, similarity_csv
+from saliency_sanity.contracts import checkpoint_path, evaluation_csv, evaluation_npz, maps_npz, model_name, similarity_csv
 from saliency_sanity.data import DATASETS, downloads_of, raw_dir
 from saliency_sanity.data.registry import DEMO_SOURCE
 from saliency_sanity.models import MODELS

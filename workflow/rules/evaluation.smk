@@ -9,6 +9,7 @@ rule evaluate:
         unpack(explained_inputs),
     output:
         csv=str(evaluation_csv("{model}", "{evaluation}")),
+        maps=str(evaluation_npz("{model}", "{evaluation}")),
     params:
         settings=lambda w: json.dumps(evaluation_settings(config, w.evaluation, *RUNS[w.model][:2]), sort_keys=True,
                                       separators=(",", ":")),
@@ -25,4 +26,4 @@ rule evaluate:
         "results/logs/evaluate/{model}-{evaluation}.log",
     shell:
         "saliency-sanity evaluate {wildcards.evaluation} --model {input.model} --settings {params.settings:q} "
-        "--data-dir {params.data_dir} --threads {threads} --out-csv {output.csv} > {log} 2>&1"
+        "--data-dir {params.data_dir} --threads {threads} --out-csv {output.csv} --out-maps {output.maps} > {log} 2>&1"

@@ -3,16 +3,18 @@ convergence, the output along the path, ablations, decoy checks). Each is one de
 ``fn(run, **params) -> DataFrame`` that returns a tidy table with its declared columns; the runner
 (:mod:`saliency_sanity.evaluation.runner`) loads the model and data, adds the identity columns
 (:data:`~saliency_sanity.contracts.EVALUATION_IDENTITY`) and writes
-``results/evaluation/<model>-<name>.csv``. The config's ``evaluations.<name>`` section names the
+``results/evaluation/<model>-<name>.csv``, and the arrays the function kept (:meth:`EvaluationRun.keep`)
+to ``results/evaluation/<model>-<name>.npz``. The config's ``evaluations.<name>`` section names the
 models (``models``), how many test images (``n_images``) and the function's keyword parameters.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -28,12 +30,18 @@ IMAGES_PER_CALL = 100  # images explained per harness call: bounds what a method
 @dataclass(frozen=True)
 class EvaluationRun:
     """What an evaluation works on: the loaded job (model, test examples, device, the data source with
-    the seed), the harness with the config's methods, and the batch size of the run."""
+    the seed), the harness with the config's methods, and the batch size of the run; and the arrays it
+    keeps for the figures (:meth:`keep`), written to the evaluation's archive."""
 
     job: ExplainJob
     harness: Harness
     batch_size: int | None
+    kept: dict[str, np.ndarray] = field(default_factory=dict)
 
+    def keep(self, **arrays: np.ndarray | torch.Tensor) -> None:
+        """Keep arrays (tensors are moved to the CPU) for ``results/evaluation/<model>-<name>.npz``."""
+        for key, value in arrays.items():
+            self.kept[key] = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
     def explain(self, x: torch.Tensor, target: torch.Tensor, baselines: Sequence[Any] = ()
                 ) -> Iterator[tuple[str, str, slice, torch.Tensor]]:

@@ -7,7 +7,9 @@ training), ``random_code`` (a random class: the test split as distributed) and `
 MNIST): whether the model is right (measure ``correct``). Then, on the true-code images, for the
 predicted class, the share of each map's absolute mass on the shortcut's pixels (``mass_on_shortcut``)
 for every method, and every path method per baseline; ``area`` is the share of pixels the shortcut
-takes, what a map blind to it would put there on average.
+takes, what a map blind to it would put there on average. The archive keeps the first
+:data:`SHOWN_IMAGES` true-code images, their code's pixels (``mask``) and every series' map (absolute,
+divided by its maximum), for the figure of the maps next to the code.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -25,6 +28,7 @@ from saliency_sanity.contracts import NO_BASELINE
 from saliency_sanity.methods.completeness import logits_of
 
 CONDITIONS = ("true_code", "random_code", "no_code")
+SHOWN_IMAGES = 4  # true-code images whose maps the archive keeps for the figures
 SHORTCUT_COLUMNS = ("measure", "condition", "method", "baseline", "image", "value")
 
 
@@ -63,6 +67,21 @@ def shortcut(run: EvaluationRun, *, baselines: Sequence[Any] = ()) -> pd.DataFra
     frames.append(_rows("area", "true_code", mask.flatten(1).double().mean(1)))
     x = inputs["true_code"].to(job.device)
     target = logits_of(job.model, x, run.batch_size).argmax(1)
+    shown = min(SHOWN_IMAGES, n)
+    series, kept = [], []
     for method, baseline, images, maps in run.explain(x, target, baselines):
         frames.append(_rows("mass_on_shortcut", "true_code", mass_on(maps, mask[images]), method, baseline, images.start))
+        if images.start == 0:  # the first call holds the shown images (IMAGES_PER_CALL >= SHOWN_IMAGES)
+            series.append((method, baseline))
+            kept.append(_normalized_absolute(maps[:shown]))
+    run.keep(images=x[:shown], mask=mask[:shown, 0], labels=labels[:shown], predicted=target[:shown],
+             methods=np.array([m for m, _ in series], dtype=str), baselines=np.array([b for _, b in series], dtype=str),
+             maps=torch.stack(kept).half())
     return pd.concat(frames, ignore_index=True)[list(SHORTCUT_COLUMNS)]
+
+
+def _normalized_absolute(maps: torch.Tensor) -> torch.Tensor:
+    """(B, H, W): each map's absolute values summed over channels, divided by its maximum (an all-zero map stays 0)."""
+    absolute = maps.abs().sum(1)
+    peak = absolute.flatten(1).amax(1).clamp_min(torch.finfo(absolute.dtype).tiny)
+    return absolute / peak.view(-1, 1, 1)

@@ -12,7 +12,8 @@ from matplotlib.ticker import ScalarFormatter
 
 from saliency_sanity.contracts import NO_BASELINE
 from saliency_sanity.figures import style
-from saliency_sanity.figures.inputs import FigureInputError, mean_ci
+from saliency_sanity.figures.inputs import FigureInputError, configured, mean_ci, require_arrays
+from saliency_sanity.figures.plots import map_colorbar, map_grid, show_image, show_map
 
 TARGET_RULE, TARGET_STEPS = "right", 50  # the issue's reference: 50 right-Riemann points
 ERROR_FLOOR = 1e-7  # errors at float rounding are drawn here on the log axis
@@ -190,10 +191,10 @@ def _ablation_facts(table: pd.DataFrame, lines: list[tuple[str, pd.DataFrame, st
 def ablation_methods(data: dict, model: str) -> tuple[Figure, str]:
     """Every method's ablation curves (path methods with their configured baseline) beside the random control."""
     table: pd.DataFrame = data["eval_ablation_csv"]
-    configured = table.groupby("method")["baseline"].first()  # each method's rows start with its configured baseline
+    own = configured(table)
     lines = []
-    for method in style.order_methods(table["method"].unique()):
-        rows = table[(table["method"] == method) & (table["baseline"] == configured[method])]
+    for method in style.order_methods(own["method"].unique()):
+        rows = own[own["method"] == method]
         lines.append((style.method_label(method) + (" (control)" if style.is_control(method) else ""), rows,
                       style.method_colour(method), style.is_control(method)))
     fig = _ablation_grid(table, lines, f"{model}: top-k and mass-center ablation of each method's map")
@@ -253,3 +254,44 @@ def shortcut(data: dict, model: str) -> tuple[Figure, str]:
             + ", ".join(f"{label} {style.percent(mean)}" for label, mean, *_ in ranked)
             + f"; the code covers {style.percent(area)} of the pixels.")
     return fig, text
+
+
+SHORTCUT_ARRAYS = ("images", "mask", "labels", "predicted", "methods", "baselines", "maps")
+
+
+def shortcut_maps(data: dict, model: str) -> tuple[Figure, str]:
+    """The maps of the first true-code test images (rows) by every method, and every path method per baseline
+    (columns), with the planted code's pixels outlined and each map's share of mass on them."""
+    arrays = data["eval_shortcut_maps"]
+    require_arrays(arrays, SHORTCUT_ARRAYS, f"{model} shortcut archive")
+    series = list(zip(arrays["methods"].tolist(), arrays["baselines"].tolist()))
+    order = {m: i for i, m in enumerate(style.order_methods([m for m, _ in series]))}
+    columns = sorted(range(len(series)), key=lambda k: (style.is_control(series[k][0]), order[series[k][0]], k))
+    maps, mask = arrays["maps"].astype(np.float32), arrays["mask"].astype(bool)
+    n_images = len(arrays["images"])
+    fig = Figure(figsize=(1.4 + 0.85 * (1 + len(columns)) + 0.8, 1.2 + 0.85 * n_images), layout="constrained")
+    axes = map_grid(fig, n_images, [["input"], [series[k] for k in columns]])
+    for r in range(n_images):
+        show_image(axes[r, 0], arrays["images"][r])
+        axes[r, 0].contour(mask[r], levels=[0.5], colors="red", linewidths=0.6)
+        axes[r, 0].set_ylabel(f"label {arrays['labels'][r]}\npred {arrays['predicted'][r]}", rotation=0,
+                              ha="right", va="center", fontsize=7)
+        for c, k in enumerate(columns, start=1):
+            show_map(axes[r, c], maps[k, r], False)
+            axes[r, c].contour(mask[r], levels=[0.5], colors="red", linewidths=0.5)
+            total = maps[k, r].sum()
+            share = maps[k, r][mask[r]].sum() / total if total > 0 else 0.0
+            axes[r, c].text(0.03, 0.03, style.percent(share), transform=axes[r, c].transAxes, fontsize=6,
+                            color="yellow", va="bottom")
+            if r == 0:
+                method, baseline = series[k]
+                title = style.method_label(method, 11) + ("" if baseline == NO_BASELINE else f"\n[{baseline}]")
+                axes[r, c].set_title(title, fontsize=6, color="0.35" if style.is_control(method) else "black")
+    axes[0, 0].set_title("input", fontsize=7)
+    map_colorbar(fig, axes[:, 1:], False, "max")
+    fig.suptitle(f"{model}: maps of images carrying the code of their class (outlined in red)")
+    area = mask.mean()
+    facts = (f"The first {n_images} test images with the code of their true class; each map explains the predicted "
+             f"class, absolute values divided by the map's maximum. Corner: the map's share of mass on the code, "
+             f"which covers {style.percent(area)} of the pixels.")
+    return fig, facts

@@ -34,13 +34,16 @@ class MapSet:
     Maps are stored as compared: normalized (``normalization``: "max" or "percentile"), summed
     over channels, float16; absolute in [0, 1], signed in [-1, 1]. ``original_abs`` /
     ``original_signed`` are (methods, images, H, W) at stage 0; ``maps_abs`` / ``maps_signed``
-    are (methods, stages, grid_images, H, W), every stage of the first ``grid_images`` images.
+    are (methods, stages, grid_images, H, W), every stage of the first ``grid_images`` images. Their first
+    axis is the series (``methods[i]`` with ``baselines[i]``); each method's first series is its configured
+    baseline, the one a method name alone picks.
     """
 
     path: Path
     images: np.ndarray
     labels: np.ndarray
     methods: list[str]
+    baselines: list[str]
     stages: list[str]
     original_abs: np.ndarray
     original_signed: np.ndarray
@@ -54,6 +57,8 @@ class MapSet:
     normalization: str
     display: np.ndarray | None = None  # (images, C, H, W) in [0, 1]: the input as figures show it
     completeness: np.ndarray | None = None  # (methods, stages, images): completeness error, NaN where undefined
+    baseline_labels: list[str] | None = None  # the baselines shown in baseline_display
+    baseline_display: np.ndarray | None = None  # (baselines, grid_images, C, H, W) in [0, 1]: each one's first draw
 
     @property
     def n_images(self) -> int:
@@ -64,14 +69,31 @@ class MapSet:
         """How many images (the first ones) have their maps at every stage."""
         return self.maps_abs.shape[2]
 
-    def original(self, method: str, image: int, signed: bool = False) -> np.ndarray:
-        """The (H, W) stage-0 map of ``image`` by ``method``."""
-        return (self.original_signed if signed else self.original_abs)[self.methods.index(method), image]
+    @property
+    def configured_methods(self) -> list[str]:
+        """Each method once (the series of its configured baseline)."""
+        return list(dict.fromkeys(self.methods))
 
-    def map(self, method: str, stage: int, image: int, signed: bool = False) -> np.ndarray:
+    def baselines_of(self, method: str) -> list[str]:
+        """The baselines ``method`` ran with, its configured one first."""
+        return [b for m, b in zip(self.methods, self.baselines) if m == method]
+
+    def series(self, method: str, baseline: str | None = None) -> int:
+        """The index of ``method``'s series with ``baseline`` (None: its configured one)."""
+        for index, (m, b) in enumerate(zip(self.methods, self.baselines)):
+            if m == method and baseline in (None, b):
+                return index
+        raise FigureInputError(f"{self.path}: no maps of {method!r} with baseline {baseline!r}; it has "
+                               f"{sorted(set(zip(self.methods, self.baselines)))}")
+
+    def original(self, method: str, image: int, signed: bool = False, baseline: str | None = None) -> np.ndarray:
+        """The (H, W) stage-0 map of ``image`` by ``method`` (with ``baseline``; None: the configured one)."""
+        return (self.original_signed if signed else self.original_abs)[self.series(method, baseline), image]
+
+    def map(self, method: str, stage: int, image: int, signed: bool = False, baseline: str | None = None) -> np.ndarray:
         """The (H, W) map of ``image`` by ``method`` at ``stage``; only the first grid_images images."""
         self.require_grid_image(image)
-        return (self.maps_signed if signed else self.maps_abs)[self.methods.index(method), stage, image]
+        return (self.maps_signed if signed else self.maps_abs)[self.series(method, baseline), stage, image]
 
     def require_grid_image(self, image: int) -> None:
         if not 0 <= image < self.grid_images:
@@ -118,6 +140,7 @@ def load_maps(path: Path) -> MapSet:
         images=arrays["images"],
         labels=arrays["labels"],
         methods=[str(m) for m in arrays["methods"]],
+        baselines=[str(b) for b in arrays["baselines"]],
         stages=[str(s) for s in arrays["stages"]],
         original_abs=arrays["original_abs"],
         original_signed=arrays["original_signed"],
@@ -127,6 +150,8 @@ def load_maps(path: Path) -> MapSet:
         predictions=arrays["predictions"],
         display=arrays.get("display"),
         completeness=arrays.get("completeness"),
+        baseline_labels=[str(b) for b in arrays["baseline_labels"]] if "baseline_labels" in arrays else None,
+        baseline_display=arrays.get("baseline_display"),
         **{k: str(arrays[k][()]) for k in NPZ_NAMES},
     )
     _check_shapes(maps)
@@ -167,6 +192,14 @@ def _check_shapes(m: MapSet) -> None:
     if m.completeness is not None and m.completeness.shape != (methods, stages, n):
         raise FigureInputError(f"{m.path}: completeness has shape {m.completeness.shape}, expected (methods, stages, "
                                f"images) = {(methods, stages, n)}")
+    if len(m.baselines) != methods or len(set(zip(m.methods, m.baselines))) != methods:
+        raise FigureInputError(f"{m.path}: baselines has {len(m.baselines)} entries for {methods} methods, or a "
+                               "(method, baseline) series twice; expected one baseline per entry of methods")
+    if (m.baseline_display is None) != (m.baseline_labels is None):
+        raise FigureInputError(f"{m.path}: baseline_display and baseline_labels come together")
+    if m.baseline_display is not None:
+        expected = (len(m.baseline_labels), m.grid_images, m.images.shape[1]) + size
+        _check_array(m, "baseline_display", expected, "(baselines, grid_images, C, H, W)")
     if m.labels.shape != (n,):
         raise FigureInputError(f"{m.path}: labels has shape {m.labels.shape}, expected {(n,)}")
 
@@ -186,15 +219,21 @@ def mean_ci(values: np.ndarray, *, n_boot: int = N_BOOT, level: float = CI_LEVEL
     return values.mean(), low, high
 
 
+def configured(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each method's configured baseline: its first series in the table (the file contract)."""
+    first = table.groupby("method", sort=False)["baseline"].first()
+    return table[table["baseline"] == table["method"].map(first)]
+
+
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and 95 % CI over images for each (method, metric, stage)."""
+    """Mean and 95 % CI over images for each (method, baseline, metric, stage)."""
     rows = []
-    for (method, metric, stage_index, stage), group in table.groupby(
-        ["method", "metric", "stage_index", "stage"], sort=True
+    for (method, baseline, metric, stage_index, stage), group in table.groupby(
+        ["method", "baseline", "metric", "stage_index", "stage"], sort=True
     ):
         mean, low, high = mean_ci(group["value"].to_numpy())
         rows.append(
-            dict(method=method, metric=metric, stage_index=stage_index, stage=stage,
+            dict(method=method, baseline=baseline, metric=metric, stage_index=stage_index, stage=stage,
                  mean=mean, low=low, high=high, n=int(group["value"].notna().sum()))
         )
     return pd.DataFrame(rows)
@@ -220,3 +259,23 @@ def load_evaluation(path: Path, name: str) -> pd.DataFrame:
     if table.empty or set(table["evaluation"]) != {name}:
         raise FigureInputError(f"{path}: expected the rows of evaluation {name!r}, found {sorted(set(table['evaluation']))}")
     return table
+
+
+def load_evaluation_maps(path: Path, name: str) -> dict[str, np.ndarray]:
+    """An evaluation's archive: its identity (0-d strings) and the arrays the evaluation kept."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except ValueError as err:
+        raise FigureInputError(f"{path}: cannot be read without pickle ({err})") from err
+    missing = [key for key in EVALUATION_IDENTITY if key not in arrays]
+    if missing or str(arrays.get("evaluation", "")) != name:
+        raise FigureInputError(f"{path}: expected the archive of evaluation {name!r} (identity {list(EVALUATION_IDENTITY)}); "
+                               f"it has {sorted(arrays)}")
+    return arrays
+
+
+def require_arrays(arrays: dict[str, np.ndarray], keys: tuple[str, ...], what: str) -> None:
+    missing = [key for key in keys if key not in arrays]
+    if missing:
+        raise FigureInputError(f"{what}: missing array(s) {missing}; rerun the step that writes it")

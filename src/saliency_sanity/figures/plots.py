@@ -19,7 +19,7 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 
 from saliency_sanity.figures import style
-from saliency_sanity.figures.inputs import N_BOOT, FigureInputError, MapSet, stage_names, summarize
+from saliency_sanity.figures.inputs import N_BOOT, FigureInputError, MapSet, configured, stage_names, summarize
 
 PANEL_IN = 0.95  # inches per map panel
 GAP = 0.25  # width of the spacer before the model-free controls, in panels
@@ -69,7 +69,7 @@ def _with_spacers(group_sizes: list[int]) -> tuple[list[float], list[int]]:
     return ratios, index
 
 
-def _show_map(ax: Axes, stored: np.ndarray, signed: bool) -> None:
+def show_map(ax: Axes, stored: np.ndarray, signed: bool) -> None:
     """One stored, already normalized (H, W) map: absolute on [0, 1], signed on [-1, 1]."""
     panel = style.display_map(stored, signed)
     if panel is None:
@@ -86,7 +86,7 @@ def show_image(ax: Axes, image: np.ndarray) -> None:
     ax.imshow(array, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
 
 
-def _title_method(ax: Axes, method: str) -> None:
+def title_method(ax: Axes, method: str) -> None:
     control = style.is_control(method)
     ax.set_title(style.method_label(method, 12), fontsize=8, color="0.35" if control else "black",
                  style="italic" if control else "normal")
@@ -109,7 +109,7 @@ def map_colorbar(fig: Figure | SubFigure, axes: np.ndarray, signed: bool, normal
     bar.ax.tick_params(labelsize=7)
 
 
-def _normalization_text(signed: bool, normalization: str) -> str:
+def normalization_text(signed: bool, normalization: str) -> str:
     """How the maps shown were normalized, from the archive's record (``max`` or ``percentile``)."""
     if normalization == "percentile":
         if signed:
@@ -122,7 +122,7 @@ def _normalization_text(signed: bool, normalization: str) -> str:
     return "Absolute maps summed over channels, divided per panel by their maximum (white: most important)."
 
 
-def _explained_class(m: MapSet) -> str:
+def explained_class(m: MapSet) -> str:
     """What the maps explain, read off the targets the runner recorded."""
     if np.array_equal(m.targets, m.predictions):
         return "Each map explains the predicted class of the model at its own stage."
@@ -148,8 +148,8 @@ def _completeness_text(m: MapSet, tolerance: float = 0.05) -> str:
     if m.completeness is None:
         return ""
     parts = []
-    for index, method in enumerate(m.methods):
-        errors = m.completeness[index]
+    for method in m.configured_methods:
+        errors = m.completeness[m.series(method)]
         if np.isnan(errors).all():
             continue
         first = errors[0]
@@ -173,7 +173,7 @@ def _pick_images(m: MapSet, n_images: int, *, every_stage: bool = False) -> list
 def methods_vs_edges(data: dict, model: str, *, n_images: int = 3) -> tuple[Figure, str]:
     """Paper Fig. 1: each method's map of the trained model beside model-free controls."""
     m: MapSet = data["cascading_maps"]
-    methods, controls = _split_controls(m.methods)
+    methods, controls = _split_controls(m.configured_methods)
     images = _pick_images(m, n_images)
     n_cols = 1 + len(methods) + len(controls)
     fig = Figure(figsize=(1.2 + PANEL_IN * (n_cols + GAP * 2) + 0.8, 0.7 + PANEL_IN * len(images)),
@@ -184,13 +184,13 @@ def methods_vs_edges(data: dict, model: str, *, n_images: int = 3) -> tuple[Figu
         axes[r, 0].set_ylabel(f"image {i}\nlabel {m.labels[i]}\npred {m.predictions[0, i]} {_verdict(m, i)}", fontsize=8,
                               rotation=0, ha="right", va="center")  # horizontal: longer than a panel is tall
         for c, method in enumerate(methods + controls, start=1):
-            _show_map(axes[r, c], m.original(method, i), signed=False)
+            show_map(axes[r, c], m.original(method, i), signed=False)
             if r == 0:
-                _title_method(axes[r, c], method)
+                title_method(axes[r, c], method)
     axes[0, 0].set_title("input", fontsize=8)
     map_colorbar(fig, axes[:, 1:], False, m.normalization)
     fig.suptitle(f"{model}: saliency maps of the original (unrandomized) model vs. model-free controls (grey titles)")
-    facts = (f"Test images {_list(images)}. {_normalization_text(False, m.normalization)} {_explained_class(m)} "
+    facts = (f"Test images {_list(images)}. {normalization_text(False, m.normalization)} {explained_class(m)} "
              f"{_model_facts(m)}")
     return fig, facts
 
@@ -201,7 +201,7 @@ def cascading_grid(data: dict, model: str, *, image: int = 0, signed: bool = Fal
     if not 0 <= image < m.n_images:
         raise FigureInputError(f"{m.path}: no image {image}; it has {m.n_images}")
     m.require_grid_image(image)  # every stage's maps are kept for the first grid_images images only
-    methods, controls = _split_controls(m.methods)
+    methods, controls = _split_controls(m.configured_methods)
     rows = methods + controls
     n_stages = len(m.stages)
     fig = Figure(figsize=(1.8 + PANEL_IN * (1 + GAP + n_stages) + 0.8, 0.9 + PANEL_IN * (len(rows) + GAP)),
@@ -213,7 +213,7 @@ def cascading_grid(data: dict, model: str, *, image: int = 0, signed: bool = Fal
     for r, method in enumerate(rows):
         for s, stage in enumerate(m.stages):
             ax = axes[r, s + 1]
-            _show_map(ax, m.map(method, s, image, signed), signed)
+            show_map(ax, m.map(method, s, image, signed), signed)
             if r == 0:
                 ax.set_title(f"{stage}\npred {m.predictions[s, image]} {_verdict(m, image, s)}", fontsize=title_size)
         label_ax = axes[r, 1]
@@ -224,8 +224,8 @@ def cascading_grid(data: dict, model: str, *, image: int = 0, signed: bool = Fal
     kind = "signed" if signed else "absolute"
     fig.suptitle(f"{model}: cascading randomization, {kind} maps (columns: randomized down to this block)")
     facts = (f"Test image {image} (label {m.labels[image]}); the column title gives the block randomized last "
-             f"(with all blocks above it) and that model's prediction. {_normalization_text(signed, m.normalization)} "
-             f"{_explained_class(m)} {_model_facts(m)}")
+             f"(with all blocks above it) and that model's prediction. {normalization_text(signed, m.normalization)} "
+             f"{explained_class(m)} {_model_facts(m)}")
     return fig, facts
 
 
@@ -236,7 +236,7 @@ def _list(items) -> str:
     return ", ".join(str(i) for i in items)
 
 
-def _ylim(values: np.ndarray) -> tuple[float, float]:
+def similarity_ylim(values: np.ndarray) -> tuple[float, float]:
     """-0.2 to 1.05, widened only if the data go beyond, so panels compare across figures."""
     finite = values[np.isfinite(values)]
     low = min(-0.2, finite.min() - 0.05) if finite.size else -0.2
@@ -260,7 +260,7 @@ def _n_images(table: pd.DataFrame) -> int:
 
 def similarity_curves(data: dict, model: str, *, mode: str) -> tuple[Figure, str]:
     """Paper Figs. 3 and 4: similarity to the original maps vs randomization stage, per metric."""
-    table: pd.DataFrame = data[f"{mode}_csv"]
+    table = configured(data[f"{mode}_csv"])
     stages = stage_names(table)
     metrics = style.order_metrics(table["metric"])
     methods = style.order_methods(table["method"])
@@ -268,7 +268,7 @@ def similarity_curves(data: dict, model: str, *, mode: str) -> tuple[Figure, str
     panel_w = max(2.6, 0.2 * len(stages) + 1.2)
     fig = Figure(figsize=(panel_w * len(metrics) + 2.2, 3.4), layout="constrained")
     axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
-    low, high = _ylim(summary[["low", "high", "mean"]].to_numpy())
+    low, high = similarity_ylim(summary[["low", "high", "mean"]].to_numpy())
     crowded = len(stages) > 6 or max(len(s) for s in stages) > 8
     band_alpha = 0.18 if len(methods) <= 6 else 0.08  # many overlapping bands would hide the lines
     for ax, metric in zip(axes, metrics):
@@ -306,11 +306,11 @@ def similarity_curves(data: dict, model: str, *, mode: str) -> tuple[Figure, str
 def label_randomization(data: dict, model: str, *, n_images: int = 2, signed: bool = False) -> tuple[Figure, str]:
     """Paper Fig. 5: maps of the true-label vs random-label model, and their similarity."""
     m: MapSet = data["labels_maps"]
-    table: pd.DataFrame = data["labels_csv"]
+    table = configured(data["labels_csv"])
     if len(m.stages) < 2:
         raise FigureInputError(f"{m.path}: expected stages (original, random_labels), got {m.stages}")
     images = _pick_images(m, n_images, every_stage=True)
-    methods, controls = _split_controls(m.methods)
+    methods, controls = _split_controls(m.configured_methods)
     n_cols = 1 + len(methods) + len(controls)
     bar_methods = style.order_methods(table["method"])
     maps_h = 0.7 + PANEL_IN * 2 * len(images)
@@ -321,7 +321,7 @@ def label_randomization(data: dict, model: str, *, n_images: int = 2, signed: bo
     _label_bars(bottom, table, bar_methods)
     fig.suptitle(f"{model}: data randomization (true vs. random labels)")
     n = _n_images(table)
-    facts = (f"Top: test images {_list(images)}. {_normalization_text(signed, m.normalization)} {_explained_class(m)} "
+    facts = (f"Top: test images {_list(images)}. {normalization_text(signed, m.normalization)} {explained_class(m)} "
              f"{_model_facts(m)} Bottom: mean over {n} test images; "
              f"whiskers: 95 % bootstrap confidence interval ({N_BOOT} resamples); hatched: model-free controls.")
     return fig, facts
@@ -338,9 +338,9 @@ def _label_maps(fig: SubFigure, m: MapSet, images: list[int], methods: list[str]
             axes[r, 0].set_ylabel(f"image {i}\n{stage_titles[s]}\npred {m.predictions[s, i]} {_verdict(m, i, s)}", fontsize=8,
                                   rotation=0, ha="right", va="center")
             for c, method in enumerate(methods, start=1):
-                _show_map(axes[r, c], m.map(method, s, i, signed), signed)
+                show_map(axes[r, c], m.map(method, s, i, signed), signed)
                 if r == 0:
-                    _title_method(axes[r, c], method)
+                    title_method(axes[r, c], method)
     axes[0, 0].set_title("input", fontsize=8)
     map_colorbar(fig, axes[:, 1:], signed, m.normalization)
 
@@ -352,7 +352,7 @@ def _label_bars(fig: SubFigure, table: pd.DataFrame, methods: list[str]) -> None
     summary = summarize(randomized)
     metrics = style.order_metrics(randomized["metric"])
     axes = fig.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
-    low, high = _ylim(summary[["low", "high", "mean"]].to_numpy())
+    low, high = similarity_ylim(summary[["low", "high", "mean"]].to_numpy())
     y = np.arange(len(methods))
     for ax, metric in zip(axes, metrics):
         rows = summary[summary["metric"] == metric].set_index("method").reindex(methods)

@@ -19,8 +19,14 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from saliency_sanity.contracts import figure_input_path, parse_figure_input
-from saliency_sanity.figures import evaluation_plots, plots, style, theory_plots
-from saliency_sanity.figures.inputs import FigureInputError, load_evaluation, load_maps, load_similarity
+from saliency_sanity.figures import baseline_plots, evaluation_plots, plots, style, theory_plots
+from saliency_sanity.figures.inputs import (
+    FigureInputError,
+    load_evaluation,
+    load_evaluation_maps,
+    load_maps,
+    load_similarity,
+)
 from saliency_sanity.registry import Registry, UnknownNameError
 from saliency_sanity.runtime import atomic_write, write_json, write_text
 
@@ -139,6 +145,40 @@ for _spec in (
             ("labels_maps", "labels_csv"),
         ),
         FigureSpec(
+            "baselines_gallery",
+            baseline_plots.baseline_gallery,
+            "Baselines of {model}: for a few test images, each baseline x' of Integrated Gradients (its first draw, "
+            "in the input's colours) next to the map from it, for the trained model.",
+            ("cascading_maps",),
+            {"method": "integrated_gradients"},
+        ),
+        FigureSpec(
+            "baselines_cascading_grid",
+            baseline_plots.baseline_cascading_grid,
+            "Cascading randomization of {model}, Integrated Gradients with each baseline (rows): one test image's "
+            "maps for the trained model (original) and after re-initializing the blocks from the logits down to "
+            "the block named in each column.",
+            ("cascading_maps",),
+            {"method": "integrated_gradients"},
+        ),
+        FigureSpec(
+            "baselines_cascading",
+            baseline_plots.baseline_curves,
+            "Cascading randomization of {model} per baseline: the similarity of each path method's maps after "
+            "re-initializing the blocks from the logits down to each block to its maps of the trained model, one "
+            "column per baseline, one row per metric. Does a baseline change the verdict of the sanity check?",
+            ("cascading_csv", "cascading_maps"),
+            {"mode": "cascading"},
+        ),
+        FigureSpec(
+            "baselines_labels",
+            baseline_plots.baseline_label_bars,
+            "Data randomization test of {model} per baseline: the similarity of each path method's maps for the "
+            "model trained on the true labels and for the one trained on permuted labels, per metric, one bar per "
+            "baseline.",
+            ("labels_csv",),
+        ),
+        FigureSpec(
             "ig_convergence",
             evaluation_plots.ig_convergence,
             "Convergence of Integrated Gradients on {model}: the completeness error |sum of the map - (f(x) - "
@@ -182,6 +222,14 @@ for _spec in (
             "code's pixels for the predicted class, path methods per baseline (right; dashed: the share of "
             "pixels the code covers, what a map blind to it puts there).",
             ("eval_shortcut_csv",),
+        ),
+        FigureSpec(
+            "shortcut_maps",
+            evaluation_plots.shortcut_maps,
+            "Planted shortcut, {model}: the maps of test images that carry the code of their class (its pixels "
+            "outlined in red), by every method and every path method per baseline, for the predicted class; the "
+            "corner gives each map's share of absolute mass on the code. Which maps reveal what the model uses?",
+            ("eval_shortcut_maps",),
         ),
         FigureSpec(
             "convsum_maps",
@@ -283,11 +331,11 @@ def _load_inputs(spec: FigureSpec, model: str, inputs: Mapping[str, Path]) -> di
                 f"figure {spec.name!r}: input {key} = {path} does not exist; run the step that writes "
                 f"it (snakemake {path})"
             )
-        source, input_name, _ = parse_figure_input(key)
+        source, input_name, kind = parse_figure_input(key)
         if source == "theory":
             data[key] = theory_plots.load_theory_input(path)
         elif source == "evaluation":
-            data[key] = load_evaluation(path, input_name)
+            data[key] = load_evaluation(path, input_name) if kind == "csv" else load_evaluation_maps(path, input_name)
         else:
             data[key] = load_maps(path) if key.endswith("_maps") else load_similarity(path)
     return data

@@ -17,7 +17,7 @@ from matplotlib.lines import Line2D
 
 from saliency_sanity import similarity
 from saliency_sanity.figures import style
-from saliency_sanity.figures.inputs import N_BOOT, FigureInputError, mean_ci
+from saliency_sanity.figures.inputs import N_BOOT, FigureInputError, mean_ci, require_arrays
 from saliency_sanity.figures.plots import SIGNED_CMAP, map_grid, map_colorbar, show_image
 
 REFERENCE_LABELS = {
@@ -45,12 +45,6 @@ def load_theory_input(path: Path) -> pd.DataFrame | dict[str, np.ndarray]:
         raise FigureInputError(f"{path}: not a readable npz without pickle ({err})") from err
 
 
-def _require(arrays: dict, keys: tuple[str, ...], what: str) -> None:
-    missing = [k for k in keys if k not in arrays]
-    if missing:
-        raise FigureInputError(f"{what}: missing array(s) {missing}; rerun the theory step that writes it")
-
-
 def _signed(values: np.ndarray) -> np.ndarray:
     peak = np.abs(values).max()
     return values / peak if peak > 0 else values
@@ -66,7 +60,7 @@ def _spearman_signed(a: np.ndarray, b: np.ndarray) -> float:
 def convsum_maps(data: dict, model: str, *, n_signals: int = 2, n_filters_shown: int = 12) -> tuple[Figure, str]:
     """Paper Fig. 27 analogue: a signal, each method's map for random and trained filters, edges."""
     d = data["theory_convsum_maps"]
-    _require(d, ("signals", "labels", "edges", "filter_counts", "filters", "methods", "maps", "weights"), "convsum maps")
+    require_arrays(d, ("signals", "labels", "edges", "filter_counts", "filters", "methods", "maps", "weights"), "convsum maps")
     counts, kinds = d["filter_counts"].tolist(), [str(f) for f in d["filters"]]
     methods = style.order_methods([str(m) for m in d["methods"]])
     order = [[str(m) for m in d["methods"]].index(m) for m in methods]
@@ -186,7 +180,7 @@ def linear_model(data: dict, model: str) -> tuple[Figure, str]:
     """The linear-model panel: maps of trained and random weights, and their correlations."""
     d = data["theory_linear_maps"]
     table: pd.DataFrame = data["theory_linear_csv"]
-    _require(d, ("image_ids", "images", "labels", "weights", "methods", "targets", "maps"), "linear maps")
+    require_arrays(d, ("image_ids", "images", "labels", "weights", "methods", "targets", "maps"), "linear maps")
     weights, methods = [str(w) for w in d["weights"]], [str(m) for m in d["methods"]]
     n_images = len(d["images"])
     fig = Figure(figsize=(1.2 + 0.95 * (1 + 2 * len(methods) + 0.5) + 0.8, 0.8 + 0.95 * n_images + 2.6),

@@ -76,8 +76,8 @@ def register_mode(
     return decorator
 
 
-def mode_spec(name: str) -> ModeSpec:
-    return MODES.get_entry(name, "randomization.modes")
+def mode_spec(name: str, config_key: str = "randomization.modes") -> ModeSpec:
+    return MODES.get_entry(name, config_key)
 
 
 def block_stage_names(model: SanityModel) -> list[str]:

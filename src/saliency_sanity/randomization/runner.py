@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,9 @@ import torch
 from tqdm import tqdm
 
 from saliency_sanity import similarity
+from saliency_sanity.baselines import BaselineSpec
 from saliency_sanity.config import config_value, one_of, positive_int
-from saliency_sanity.contracts import MAPS_ARRAYS, SIMILARITY_COLUMNS
+from saliency_sanity.contracts import MAPS_ARRAYS, NO_BASELINE, SIMILARITY_COLUMNS
 from saliency_sanity.data import Examples
 from saliency_sanity.harness import Harness
 from saliency_sanity.methods.completeness import completeness_error, logits_of, target_logits
@@ -64,6 +65,8 @@ class Settings:
     batchnorm: str = "keep"
     images: dict[str, Any] | None = None  # natural-image source (ImageNet models): source, labels, size
     grid_images: int | None = None  # images whose maps the archive keeps at every stage (first n); None: all
+    baselines: tuple[BaselineSpec, ...] = ()  # each path method runs again with each of these ...
+    baseline_modes: tuple[str, ...] = ()  # ... in these modes
 
     @classmethod
     def from_config(cls, config: dict) -> Settings:
@@ -83,7 +86,15 @@ class Settings:
             batchnorm=one_of(config_value(config, "randomization.batchnorm", "keep"), BATCHNORM, "randomization.batchnorm"),
             images=config.get("images"),
             grid_images=_optional_positive_int(grid_images, "randomization.grid_images"),
+            baselines=tuple(BaselineSpec.parse(b, "randomization.baselines")
+                            for b in config_value(config, "randomization.baselines", None) or []),
+            baseline_modes=tuple(mode_spec(m, "randomization.baseline_modes").name
+                                 for m in config_value(config, "randomization.baseline_modes", None) or []),
         )
+
+    def baselines_for(self, mode: str) -> tuple[BaselineSpec, ...]:
+        """The baselines the path methods run with besides their configured ones in a test of ``mode``."""
+        return self.baselines if mode in self.baseline_modes else ()
 
     def normalization_for(self, dataset: str) -> str:
         """The config's choice, else the paper's: max for the MNIST family, percentile otherwise."""
@@ -111,20 +122,33 @@ class KeptMaps:
         return cls(prepared.absolute[:n].astype(np.float16), prepared.signed[:n].astype(np.float16))
 
 
+Series = tuple[str, str]  # (method, baseline label): one method's maps with one baseline (contracts.NO_BASELINE: none)
+
+
 @dataclass
 class RunResult:
-    """Outputs of a run, gathered stage by stage."""
+    """Outputs of a run, gathered stage by stage, per series (each method's configured one first)."""
 
-    methods: list[str]
+    series: list[Series]
     stages: list[str] = field(default_factory=list)
-    maps: list[list[KeptMaps]] = field(default_factory=list)  # [stage][method]: all images at stage 0, else grid
+    maps: list[list[KeptMaps]] = field(default_factory=list)  # [stage][series]: all images at stage 0, else grid
     targets: list[np.ndarray] = field(default_factory=list)
     predictions: list[np.ndarray] = field(default_factory=list)
-    scores: list[dict[str, dict[str, list[float]]]] = field(default_factory=list)  # [stage][method][metric]
-    # [stage][method]: each map's completeness error, for methods registered with completeness=True
-    completeness: list[dict[str, np.ndarray]] = field(default_factory=list)
+    scores: list[dict[Series, dict[str, list[float]]]] = field(default_factory=list)  # [stage][series][metric]
+    # [stage][series]: each map's completeness error, for methods registered with completeness=True
+    completeness: list[dict[Series, np.ndarray]] = field(default_factory=list)
+    # baseline label -> its first draw for the first grid images at stage 0, (G, C, H, W) mapped to [0, 1]
+    baseline_display: dict[str, np.ndarray] = field(default_factory=dict)
     # wall seconds of the runner's own parts; the methods' are the harness's (Harness.seconds)
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PARTS, 0.0))
+
+    @property
+    def methods(self) -> list[str]:
+        return [method for method, _ in self.series]
+
+    @property
+    def baselines(self) -> list[str]:
+        return [baseline for _, baseline in self.series]
 
 
 PARTS = ("stage_models", "predictions", "completeness", "similarity")
@@ -132,79 +156,101 @@ PARTS = ("stage_models", "predictions", "completeness", "similarity")
 
 def run_stages(
     stages, harness: Harness, methods: list[Method], examples: Examples, settings: Settings,
-    normalization: str, progress: tqdm | None = None,
+    normalization: str, progress: tqdm | None = None, baselines: Sequence[BaselineSpec] = (),
 ) -> RunResult:
-    """Explain the examples at every stage and score each map against the same method's stage-0 map."""
+    """Explain the examples at every stage, every method with its configured baseline and each path method
+    with each of ``baselines``, and score each map against the same series' stage-0 map."""
     images, labels = examples.images, examples.labels
-    result = RunResult([m.name for m in methods])
+    names = {m.name for m in methods}
     by_name = {m.name: m for m in methods}
-    reference: dict[str, similarity.PreparedMaps] = {}
+    seconds = dict.fromkeys(PARTS, 0.0)
+    result: RunResult | None = None
+    reference: dict[Series, similarity.PreparedMaps] = {}
     clock = time.perf_counter()
     for stage in stages:
-        result.seconds["stage_models"] += time.perf_counter() - clock
+        seconds["stage_models"] += time.perf_counter() - clock
+        if result is None:  # the series, from the first stage's model
+            variants = {key: h for key, h in harness.variants(stage.model, baselines).items() if key[0] in names}
+            result = RunResult(list(variants), seconds=seconds)
         clock = time.perf_counter()
         x = stage.transform(images) if stage.transform is not None else images
         logits = logits_of(stage.model, x, settings.batch_size)
         predictions = logits.argmax(dim=1)
-        result.seconds["predictions"] += time.perf_counter() - clock
+        seconds["predictions"] += time.perf_counter() - clock
         targets = predictions if settings.explain == "predicted" else labels
         if stage.targets is not None:
             targets = stage.targets(logits, labels)
-        stage_maps, stage_scores, stage_completeness, baseline_logits = [], {}, {}, {}
+        stage_maps, stage_scores, stage_completeness, baseline_logits = {}, {}, {}, {}
         if progress is not None:
             progress.set_postfix_str(stage.name)
-        for name, maps in harness.iter_explain(stage.model, x, targets, stage=stage.index, methods=methods):
+        for name, label, maps in harness.iter_explain_baselines(stage.model, x, targets, baselines, stage=stage.index):
+            key = (name, label)
+            if key not in variants:
+                continue
             clock = time.perf_counter()
+            bound = variants[key].bind(by_name[name], stage.index)
+            if stage.index == 0 and label != NO_BASELINE and label not in result.baseline_display:
+                result.baseline_display[label] = _displayed(bound.baselines_for(x)[0][:settings.grid_images],
+                                                            examples)
             if by_name[name].completeness:
-                bound = harness.bind(by_name[name], stage.index)
-                key = (bound.baseline.name, repr(sorted(bound.baseline.params.items())), bound.draws)
-                if key not in baseline_logits:  # methods with the same baseline share its forward pass
-                    baselines = bound.baselines_for(x)  # (draws, *x.shape)
-                    baseline_logits[key] = target_logits(
-                        logits_of(stage.model, baselines.flatten(0, 1), settings.batch_size),
-                        targets.repeat(len(baselines))).view(len(baselines), -1).mean(0)
-                stage_completeness[name] = completeness_error(maps, target_logits(logits, targets),
-                                                              baseline_logits[key]).cpu().numpy()
-                result.seconds["completeness"] += time.perf_counter() - clock
+                drawn = (label, bound.draws)
+                if drawn not in baseline_logits:  # series with the same baseline share its forward pass
+                    draws = bound.baselines_for(x)  # (draws, *x.shape)
+                    baseline_logits[drawn] = target_logits(
+                        logits_of(stage.model, draws.flatten(0, 1), settings.batch_size),
+                        targets.repeat(len(draws))).view(len(draws), -1).mean(0)
+                stage_completeness[key] = completeness_error(maps, target_logits(logits, targets),
+                                                             baseline_logits[drawn]).cpu().numpy()
+                seconds["completeness"] += time.perf_counter() - clock
                 clock = time.perf_counter()
             prepared = similarity.prepare(maps.cpu().numpy(), normalization=normalization,
                                           hog_pixels_per_cell=settings.hog_pixels_per_cell,
                                           ssim_gaussian=settings.ssim_gaussian,
                                           structure_input=settings.structure_input)
-            reference.setdefault(name, prepared)
-            stage_scores[name] = similarity.compare(reference[name], prepared)
-            stage_maps.append(KeptMaps.of(prepared, None if stage.index == 0 else settings.grid_images))
-            result.seconds["similarity"] += time.perf_counter() - clock
+            reference.setdefault(key, prepared)
+            stage_scores[key] = similarity.compare(reference[key], prepared)
+            stage_maps[key] = KeptMaps.of(prepared, None if stage.index == 0 else settings.grid_images)
+            seconds["similarity"] += time.perf_counter() - clock
             if progress is not None:
                 progress.update()
         result.stages.append(stage.name)
-        result.maps.append(stage_maps)
+        result.maps.append([stage_maps[key] for key in result.series])
         result.targets.append(targets.cpu().numpy())
         result.predictions.append(predictions.cpu().numpy())
         result.scores.append(stage_scores)
         result.completeness.append(stage_completeness)
         del stage  # free the stage's model before the next one is built
         clock = time.perf_counter()
+    if result is None:
+        raise ValueError("the randomization mode yielded no stage")
     harness.log_timings(len(result.stages))
-    for name in result.methods:
-        if result.completeness and name in result.completeness[0]:
-            errors = np.stack([stage[name] for stage in result.completeness])
-            log.info("%s completeness error |sum - delta| / |delta|: median %.2g, max %.2g at stage 0; "
-                     "median %.2g, max %.2g over all stages", name, np.median(errors[0]), errors[0].max(),
+    for key in result.series:
+        if result.completeness and key in result.completeness[0]:
+            errors = np.stack([stage[key] for stage in result.completeness])
+            log.info("%s [%s] completeness error |sum - delta| / |delta|: median %.2g, max %.2g at stage 0; "
+                     "median %.2g, max %.2g over all stages", *key, np.median(errors[0]), errors[0].max(),
                      np.median(errors), errors.max())
     return result
 
 
+def _displayed(baseline: torch.Tensor, examples: Examples) -> np.ndarray:
+    """A baseline as figures show it: the valid range of the model's input mapped to [0, 1] per channel (the
+    inverse of the input normalization), float16."""
+    low, high = examples.valid_range.bounds(baseline)
+    return ((baseline - low) / (high - low)).clamp(0, 1).cpu().numpy().astype(np.float16)
+
+
 def similarity_table(result: RunResult, image_ids: np.ndarray, identity: dict[str, str]) -> pd.DataFrame:
-    """The tidy table: one row per (stage, method, metric, image), columns SIMILARITY_COLUMNS."""
+    """The tidy table: one row per (stage, series, metric, image), columns SIMILARITY_COLUMNS."""
     columns: dict[str, list] = {column: [] for column in SIMILARITY_COLUMNS}
     n = len(image_ids)
     for stage_index, (stage, scores) in enumerate(zip(result.stages, result.scores)):
-        for method in result.methods:
-            for metric, values in scores[method].items():
+        for method, baseline in result.series:
+            for metric, values in scores[method, baseline].items():
                 columns["stage"] += [stage] * n
                 columns["stage_index"] += [stage_index] * n
                 columns["method"] += [method] * n
+                columns["baseline"] += [baseline] * n
                 columns["metric"] += [metric] * n
                 columns["image"] += image_ids.tolist()
                 columns["value"] += values
@@ -219,7 +265,8 @@ def write_maps(path: Path, result: RunResult, images: torch.Tensor,
                 display: torch.Tensor | None = None) -> None:
     """The maps archive: the maps as compared (normalized, summed over channels), not the raw maps.
 
-    With M methods, S stages, N images (C, H, W) and G = min(grid_images, N) grid images:
+    With M series (a method with a baseline, :mod:`saliency_sanity.contracts`), S stages, N images (C, H, W)
+    and G = min(grid_images, N) grid images:
 
     - ``original_abs``, ``original_signed``: (M, N, H, W) float16, stage 0 of every image;
     - ``maps_abs``, ``maps_signed``: (M, S, G, H, W) float16, every stage of the first G images;
@@ -228,7 +275,10 @@ def write_maps(path: Path, result: RunResult, images: torch.Tensor,
     - ``images`` (N, C, H, W) float32, the model's input; ``display`` (N, C, H, W) float32 in
       [0, 1], what figures show as the input, only when the caller has one;
     - ``labels`` (N,), ``targets`` and ``predictions`` (S, N) int64; ``methods`` (M,), ``stages``
-      (S,) str; ``dataset``, ``model``, ``mode`` (0-d str);
+      (S,) str, ``baselines`` (M,) str: the series are (methods[i], baselines[i]); ``dataset``, ``model``,
+      ``mode`` (0-d str);
+    - ``baseline_labels`` (B,) str and ``baseline_display`` (B, G, C, H, W) float16 in [0, 1], when a series
+      has a baseline: each baseline's first draw for the first G images, its valid range mapped to [0, 1];
     - ``completeness`` (M, S, N) float64, only when a method is registered with ``completeness=True``:
       each map's ``|sum phi - (f(x) - f(x'))| / |f(x) - f(x')|``, NaN for the other methods.
 
@@ -246,6 +296,7 @@ def write_maps(path: Path, result: RunResult, images: torch.Tensor,
         "images": images.cpu().numpy().astype(np.float32),
         "labels": labels.cpu().numpy().astype(np.int64),
         "methods": np.array(result.methods, dtype=str),
+        "baselines": np.array(result.baselines, dtype=str),
         "stages": np.array(result.stages, dtype=str),
         "original_abs": np.stack([kept.absolute for kept in result.maps[0]]),
         "original_signed": np.stack([kept.signed for kept in result.maps[0]]),
@@ -261,8 +312,11 @@ def write_maps(path: Path, result: RunResult, images: torch.Tensor,
         raise RuntimeError(f"the maps archive lacks {sorted(missing)} of its contract (saliency_sanity.contracts)")
     if any(result.completeness):
         arrays["completeness"] = np.stack([
-            np.stack([stage.get(name, np.full(n, np.nan)) for stage in result.completeness])
-            for name in result.methods])
+            np.stack([stage.get(key, np.full(n, np.nan)) for stage in result.completeness])
+            for key in result.series])
+    if result.baseline_display:
+        arrays["baseline_labels"] = np.array(list(result.baseline_display), dtype=str)
+        arrays["baseline_display"] = np.stack([shown[:grid] for shown in result.baseline_display.values()])
     if display is not None:
         shown = display.detach().cpu().numpy().astype(np.float32)
         if shown.ndim != 4 or shown.shape[0] != n or shown.shape[2:] != arrays["images"].shape[2:]:
@@ -303,8 +357,9 @@ def run_randomization_test(
     spec = mode_spec(mode)
     settings = Settings.from_config(config)
     harness = settings.harness()
+    baselines = settings.baselines_for(mode)
     job = load_job(model_path, harness, seed=settings.seed, n_images=settings.n_images, images=settings.images,
-                   data_dir=data_dir or config.get("data_dir", "data"), device=device)
+                   data_dir=data_dir or config.get("data_dir", "data"), device=device, baselines=baselines)
     model, record, examples, dataset = job.model, job.record, job.examples, job.dataset
     if hasattr(model, "reset_bn_statistics"):  # models with BatchNorm (Inception v3)
         model.reset_bn_statistics = settings.batchnorm == "reset"
@@ -316,12 +371,13 @@ def run_randomization_test(
     methods = harness.applicable(model)
     identity = {"dataset": dataset, "model": job.name, "mode": mode}
     normalization = settings.normalization_for(dataset)
-    log.info("%s %s: %d images, %d methods, %s normalization, device %s",
-             job.name, mode, len(examples.images), len(methods), normalization, job.device)
+    series = len(harness.variants(model, baselines))
+    log.info("%s %s: %d images, %d methods, %d series with the baselines %s, %s normalization, device %s",
+             job.name, mode, len(examples.images), len(methods), series, [b.label for b in baselines] or "configured",
+             normalization, job.device)
 
-    total = len(spec.stage_names(model)) * len(methods)
-    with tqdm(total=total, desc=f"{job.name} {mode}", unit="map") as progress:
-        result = run_stages(stages, harness, methods, examples, settings, normalization, progress)
+    with tqdm(total=len(spec.stage_names(model)) * series, desc=f"{job.name} {mode}", unit="map") as progress:
+        result = run_stages(stages, harness, methods, examples, settings, normalization, progress, baselines)
 
     table = similarity_table(result, np.arange(len(examples.images)), identity)
     atomic_write(Path(out_csv), lambda tmp: table.to_csv(tmp, index=False))
