@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from saliency_sanity.methods.registry import get_method
-from saliency_sanity.models import build_model, save_checkpoint
+from saliency_sanity.models import build_model
 
 try:
     import quantus
