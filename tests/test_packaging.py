@@ -117,8 +117,8 @@ def test_the_imagenet_sections_of_the_presets():
     default, smoke, paper = (resolve_config(p, workflow_dir=WORKFLOW_DIR)["imagenet"] for p in ("default", "smoke", "paper"))
     assert default["models"]["efficientnet_lite0"]["weights"] == "package"  # trained, offline
     assert default["models"]["inception_v3"]["weights"] == "auto" and default["images"] == ["demo"]
-    # the paper preset refines IG per image while its completeness error is over 5 %; the default keeps 16 steps
-    assert default["methods"]["integrated_gradients"] == {"steps": 16, "tolerance": None}
+    # IG refined per image while its completeness error is over 5 %, on ImageNet models only
+    assert default["methods"]["integrated_gradients"]["tolerance"] == 0.05
     assert paper["methods"]["integrated_gradients"]["tolerance"] == 0.05
     assert default["baselines"] == [] and smoke["baselines"] == ["uniform"]  # the time budget; CI runs the code
     assert smoke["methods"]["integrated_gradients"]["tolerance"] is None  # CI: fixed steps
