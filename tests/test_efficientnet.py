@@ -160,6 +160,7 @@ EXPECTED = {
     "guided_backprop": [0.0, 2.0, 0.0, 0.0],  # and only the positive part of it
     "deconvnet": [1.0, 2.0, 0.0, 3.0],  # the positive part of w, whatever x
     "deeplift_rescale": [0.0, 6.0, -4.0, 18.0],  # w * ReLU6(x): multipliers ReLU6(x) / x, zero reference
+    "deeplift_revealcancel": [0.0, 6.0, -4.0, 18.0],  # one term per unit: nothing cancels, so Rescale's values
 }
 
 
@@ -168,5 +169,17 @@ def test_relu6_rules_match_hand_computed_values(method):
     network = relu6_network()
     maps = get_method(method)(network, X, TARGET)
     torch.testing.assert_close(maps, torch.tensor([EXPECTED[method]]))
-    if method == "deeplift_rescale":  # summation-to-delta: f(x) - f(0) = 0 + 6 - 4 + 18
+    if method.startswith("deeplift"):  # summation-to-delta: f(x) - f(0) = 0 + 6 - 4 + 18
         assert maps.sum().item() == pytest.approx(network(X).item() - network(torch.zeros_like(X)).item())
+
+
+@pytest.mark.parametrize("rule", ["deeplift_rescale", "deeplift_revealcancel"])
+def test_deeplift_sums_to_the_logit_difference_with_the_published_weights(rule, model):
+    """Every ReLU6 sits after a convolution and a BatchNorm (timm's BatchNormAct2d): RevealCancel splits each."""
+    double = copy.deepcopy(model).double().eval()
+    x, target = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0), dtype=torch.float64), \
+        torch.tensor([1, 2])
+    contributions = get_method(rule)(double, x, target)
+    with torch.no_grad():
+        delta = double(x)[range(2), target] - double(torch.zeros_like(x))[range(2), target]
+    torch.testing.assert_close(contributions.flatten(1).sum(1), delta, rtol=1e-9, atol=1e-12)

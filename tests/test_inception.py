@@ -157,10 +157,11 @@ def test_every_registered_method_runs_on_inception(name, model, x, target):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
 
 
-def test_deeplift_sums_to_the_logit_difference(model, x, target):
+@pytest.mark.parametrize("rule", ["deeplift_rescale", "deeplift_revealcancel"])
+def test_deeplift_sums_to_the_logit_difference(rule, model, x, target):
     double = build_model("inception_v3", seed=0).double().eval()
     xd = x.double()
-    attributions = get_method("deeplift_rescale")(double, xd, target)
+    attributions = get_method(rule)(double, xd, target)
     with torch.no_grad():
         delta = double(xd)[range(2), target] - double(torch.zeros_like(xd))[range(2), target]
     torch.testing.assert_close(attributions.flatten(1).sum(1), delta, rtol=1e-9, atol=0)

@@ -188,15 +188,17 @@ def test_a_shared_baseline_broadcasts_to_every_image(shipped_models, images):
 # DeepLIFT ----------------------------------------------------------------------------------
 
 
-def test_deeplift_summation_to_delta(model, images, predicted):
-    contributions = get_method("deeplift_rescale")(model, images, predicted)
+@pytest.mark.parametrize("rule", ["deeplift_rescale", "deeplift_revealcancel"])
+def test_deeplift_summation_to_delta(rule, model, images, predicted):
+    contributions = get_method(rule)(model, images, predicted)
     assert completeness_error(contributions, model, images, torch.zeros_like(images), predicted).max() < 1e-4
 
 
-def test_deeplift_summation_to_delta_is_exact_in_float64_for_any_baseline(model, images, predicted):
+@pytest.mark.parametrize("rule", ["deeplift_rescale", "deeplift_revealcancel"])
+def test_deeplift_summation_to_delta_is_exact_in_float64_for_any_baseline(rule, model, images, predicted):
     model64, x = copy.deepcopy(model).double(), images.double()
     baseline = torch.rand(x.shape, generator=seeded(4), dtype=torch.float64)
-    contributions = get_method("deeplift_rescale")(model64, x, predicted, baseline=baseline)
+    contributions = get_method(rule)(model64, x, predicted, baseline=baseline)
     assert completeness_error(contributions, model64, x, baseline, predicted).max() < 1e-10
 
 
@@ -215,6 +217,76 @@ def test_deeplift_differs_from_gradient_x_input_on_the_cnn(shipped_models, image
     cnn, target = shipped_models["cnn"], torch.tensor([1, 2, 3])
     deeplift = get_method("deeplift_rescale")(cnn, images, target)
     assert not torch.allclose(deeplift, get_method("gradient_x_input")(cnn, images, target), atol=1e-4)
+
+
+@pytest.mark.parametrize("rule", ["deeplift_rescale", "deeplift_revealcancel"])
+def test_deeplift_subtract_class_mean_explains_the_logit_minus_the_class_mean(rule, shipped_models, images):
+    cnn, target = copy.deepcopy(shipped_models["cnn"]).double(), torch.tensor([1, 2, 3])
+    x, base = images.double(), torch.zeros_like(images.double())
+    maps = get_method(rule)(cnn, x, target, subtract_class_mean=True)
+    with torch.no_grad():
+        centred = [(logits.gather(1, target.view(-1, 1)) - logits.mean(1, keepdim=True)).squeeze(1)
+                   for logits in (cnn(x), cnn(base))]
+    torch.testing.assert_close(maps.flatten(1).sum(1), centred[0] - centred[1], rtol=1e-9, atol=1e-12)
+
+
+class MinOfTwo(nn.Module):
+    """y = x1 - ReLU(x1 - x2) = min(x1, x2), the DeepLIFT paper's example for RevealCancel."""
+
+    def __init__(self):
+        super().__init__()
+        self.difference, self.relu = nn.Linear(2, 1, bias=False), nn.ReLU()
+        with torch.no_grad():
+            self.difference.weight.copy_(torch.tensor([[1.0, -1.0]]))
+
+    def forward(self, x):
+        return x[:, :1] - self.relu(self.difference(x))
+
+
+def test_revealcancel_gives_both_inputs_of_a_min_importance_where_rescale_gives_one():
+    """x = (3, 1), zero reference. Rescale: ReLU's multiplier is 2 / 2, all of min = 1 goes to x2. RevealCancel:
+    dh+ = 3, dh- = -1; dy+ = (3 + 2 - 0) / 2 = 2.5, dy- = (0 + 2 - 3) / 2 = -0.5, so x1 gets 3 - 2.5 and x2 0.5."""
+    x, target = torch.tensor([[3.0, 1.0], [1.0, 3.0]]), torch.zeros(2, dtype=torch.long)
+    rescale = get_method("deeplift_rescale")(MinOfTwo(), x, target)
+    reveal = get_method("deeplift_revealcancel")(MinOfTwo(), x, target)
+    torch.testing.assert_close(rescale, torch.tensor([[0.0, 1.0], [1.0, 0.0]]))
+    torch.testing.assert_close(reveal, torch.full((2, 2), 0.5))
+
+
+def test_revealcancel_by_hand_on_a_two_layer_network():
+    """h = ReLU(W x + b), y = v . h; x = (2, -1, 1), zero reference. Unit 1: terms 2, 2, -1 (W row 1, 2, -1)
+    -> dz+ = 4, dz- = -1, z' = b1 = -0.5: dy+ = (ReLU(3.5) - 0 + ReLU(2.5) - ReLU(-1.5)) / 2 = 3,
+    dy- = 2.5 - 3 = -0.5; m+ = 0.75, m- = 0.5. Unit 2: terms -2, 1, 3 (row -1, -1, 3) -> dz+ = 4, dz- = -2,
+    z' = 1: dy+ = (5 - 1 + 3 - 0) / 2 = 3.5, dy- = 2 - 3.5 = -1.5; m+ = 0.875, m- = 0.75.
+    Contributions (v = (1, -2)): x1 = 1 (2 * .75) - 2 (-2 * .75) = 4.5; x2 = 1 (2 * .75) - 2 (1 * .875) = -0.25;
+    x3 = 1 (-1 * .5) - 2 (3 * .875) = -5.75; they sum to y(x) - y(0) = (2.5 - 2 * 3) - (0 - 2 * 1) = -1.5."""
+    net = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 1, bias=False)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[1.0, -2.0, -1.0], [-1.0, -1.0, 3.0]]))
+        net[0].bias.copy_(torch.tensor([-0.5, 1.0]))
+        net[2].weight.copy_(torch.tensor([[1.0, -2.0]]))
+    x = torch.tensor([[2.0, -1.0, 1.0]], dtype=torch.float64)
+    reveal = get_method("deeplift_revealcancel")(net, x, torch.zeros(1, dtype=torch.long))
+    torch.testing.assert_close(reveal, torch.tensor([[4.5, -0.25, -5.75]], dtype=torch.float64))
+    assert reveal.sum().item() == pytest.approx(-1.5)
+
+
+def test_revealcancel_equals_rescale_where_no_input_difference_cancels(shipped_models):
+    """Non-negative inputs, a zero reference and a first layer of non-negative weights: every term of every
+    unit is >= 0 at the first layer, so dz- = 0 and RevealCancel's multiplier is Rescale's; the MLP after
+    it still cancels, so both are compared on a one-hidden-layer network."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10)).double()
+    with torch.no_grad():
+        net[1].weight.abs_()
+    x, target = torch.rand(3, 1, 28, 28, generator=seeded(6), dtype=torch.float64), torch.tensor([0, 4, 9])
+    torch.testing.assert_close(get_method("deeplift_revealcancel")(net, x, target),
+                               get_method("deeplift_rescale")(net, x, target), rtol=1e-12, atol=1e-12)
+
+
+def test_revealcancel_differs_from_rescale_on_the_cnn(shipped_models, images):
+    cnn, target = shipped_models["cnn"], torch.tensor([1, 2, 3])
+    assert not torch.allclose(get_method("deeplift_revealcancel")(cnn, images, target),
+                              get_method("deeplift_rescale")(cnn, images, target), atol=1e-4)
 
 
 # Gradient family ---------------------------------------------------------------------------
