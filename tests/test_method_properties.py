@@ -7,12 +7,13 @@ import copy
 import pytest
 import torch
 from torch import nn
-from captum.attr import DeepLift, IntegratedGradients
+from captum.attr import DeepLift, IntegratedGradients, LayerGradCam, Occlusion
 
 from saliency_sanity import similarity
 from saliency_sanity.methods import get_method
 from saliency_sanity.methods.completeness import completeness_error as relative_completeness_error
 from saliency_sanity.methods.gradients import refined_alphas, riemann_alphas
+from saliency_sanity.methods.perturbation import window_starts
 from saliency_sanity.methods.smoothing import relative_sigma, smooth
 from saliency_sanity.models import MnistCNN
 
@@ -435,6 +436,95 @@ def test_guided_gradcam_is_as_in_the_original_code():
     scores = [similarity.compare(reference, p) for p in prepared]
     for metric in scores[0]:
         torch.testing.assert_close(torch.tensor(scores[1][metric]), torch.tensor(scores[0][metric]), rtol=1e-5, atol=1e-6)
+
+
+def test_gradcam_equals_captums_layer_gradcam_resized_and_divided_by_its_maximum(shipped_models, images):
+    cnn, target = shipped_models["cnn"], torch.tensor([1, 2, 3])
+    theirs = LayerGradCam(cnn, cnn.gradcam_layer).attribute(images, target=target, relu_attributions=True)
+    theirs = nn.functional.interpolate(theirs, size=(28, 28), mode="bilinear", align_corners=False)
+    theirs = theirs / theirs.flatten(1).amax(1).clamp_min(1e-30).view(-1, 1, 1, 1)  # an all-zero map stays zero
+    torch.testing.assert_close(get_method("gradcam")(cnn, images, target), theirs.detach(), rtol=1e-5, atol=1e-6)
+
+
+class PooledHead(nn.Module):
+    """conv -> ReLU (the CAM layer) -> global average pooling -> linear: the head CAM is defined for."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Linear(4, 3)
+        nn.init.normal_(self.conv.weight, generator=seeded(7))
+        nn.init.normal_(self.fc.weight, generator=seeded(8))
+        self.gradcam_layer, self.cam_classifier = self.relu, self.fc
+
+    def forward(self, x):
+        return self.fc(self.relu(self.conv(x)).mean((2, 3)))
+
+
+def test_cam_equals_gradcam_under_global_average_pooling_and_is_skipped_without_it(shipped_models):
+    """d logit_c / d A_k = w_ck / (h w) at every position: Grad-CAM's weights are CAM's over a constant."""
+    model, x, target = PooledHead().eval(), torch.rand(4, 1, 8, 8, generator=seeded(9)), torch.tensor([0, 1, 2, 1])
+    torch.testing.assert_close(get_method("cam")(model, x, target), get_method("gradcam")(model, x, target))
+    assert not get_method("cam").applies_to(shipped_models["cnn"])
+
+
+def test_gradcam_plus_plus_by_hand_on_a_pooled_head():
+    """Under global average pooling g = w_ck / (h w) everywhere, so alpha = g^2 / (2 g^2 + S_k g^3) with S_k the
+    channel's sum of activations, and the channel's weight is h w alpha relu(g)."""
+    model, x, target = PooledHead().eval(), torch.rand(2, 1, 8, 8, generator=seeded(10)), torch.tensor([2, 0])
+    activations = model.relu(model.conv(x)).detach()
+    g = model.fc.weight[target].detach() / 64
+    alpha = g**2 / (2 * g**2 + activations.sum((2, 3)) * g**3)
+    weights = 64 * alpha * g.relu()
+    cam = (weights[:, :, None, None] * activations).sum(1, keepdim=True).relu()
+    expected = cam / cam.flatten(1).amax(1).view(-1, 1, 1, 1)
+    torch.testing.assert_close(get_method("gradcam_plus_plus")(model, x, target), expected)
+    assert not torch.allclose(expected, get_method("gradcam")(model, x, target))
+
+
+# Perturbation methods ----------------------------------------------------------------------
+
+
+def test_occlusion_equals_captums_where_the_windows_tile_the_image(shipped_models, images):
+    cnn, target = shipped_models["cnn"], torch.tensor([1, 2, 3])
+    theirs = Occlusion(cnn).attribute(images, sliding_window_shapes=(1, 4, 4), strides=(1, 2, 2), target=target,
+                                      baselines=0.3)
+    ours = get_method("occlusion")(cnn, images, target, window=4, stride=2, fill=0.3, batch_size=50)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5 * theirs.abs().max().item())
+
+
+def test_occlusion_of_single_pixels_of_a_linear_model_is_gradient_x_input():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(2 * 5 * 6, 3)).double()
+    x, target = torch.rand(2, 2, 5, 6, generator=seeded(11), dtype=torch.float64), torch.tensor([0, 2])
+    occluded = get_method("occlusion")(net, x, target, window=1, stride=1)
+    # a 1-pixel window covers every channel at that pixel: the drop is the sum over channels of w x
+    expected = get_method("gradient_x_input")(net, x, target).sum(1, keepdim=True).expand_as(x)
+    torch.testing.assert_close(occluded, expected)
+
+
+def test_occlusion_windows_reach_the_far_edge():
+    assert window_starts(28, 4, 2)[-1] == 24 and window_starts(299, 56, 56) == [0, 56, 112, 168, 224, 243]
+    with pytest.raises(ValueError, match="window"):
+        window_starts(28, 29, 2)
+
+
+class QuadrantModel(nn.Module):
+    """Class 0's logit is 20 x the mean of the top-left quadrant minus 5; class 1's is 0."""
+
+    def forward(self, x):
+        evidence = 20 * x[:, :, :14, :14].mean((1, 2, 3)) - 5
+        return torch.stack([evidence, torch.zeros_like(evidence)], 1)
+
+
+def test_meaningful_perturbation_deletes_the_evidence_and_is_deterministic():
+    x = torch.zeros(2, 1, 28, 28)
+    x[:, :, 2:12, 2:12] = 1.0  # a bright square inside the quadrant the class reads
+    x[:, :, 16:26, 16:26] = 1.0  # and one where it does not look
+    mp = get_method("meaningful_perturbation")
+    maps = mp(QuadrantModel(), x, torch.zeros(2, dtype=torch.long), iterations=60, mask_size=14, blur_sigma=3.0)
+    assert maps.min() >= 0 and maps.max() <= 1
+    assert (maps[:, :, 2:12, 2:12].mean() > 0.3) and (maps[:, :, 16:26, 16:26].mean() < 0.05)
+    again = mp(QuadrantModel(), x, torch.zeros(2, dtype=torch.long), iterations=60, mask_size=14, blur_sigma=3.0)
+    assert torch.equal(maps, again)
 
 
 # Model-free controls -----------------------------------------------------------------------

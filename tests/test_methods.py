@@ -27,6 +27,7 @@ PAPER_METHODS = {
 }
 # Small settings for the expensive parameters so the registry-wide tests stay fast.
 FAST = {"steps": 2, "n_samples": 2}
+LOGIT_DIFFERENCES = {"occlusion"}  # maps that are differences of two logits (of order 10 on the shipped models)
 GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks")
 
 
@@ -118,7 +119,9 @@ def test_batch_size_only_bounds_memory(name, model, images, predicted):
     applicable(name, model)
     whole = explain(name, model, images, predicted)
     chunked = explain(name, model, images, predicted, batch_size=2)
-    torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-5 * whole.abs().max().item())
+    # occlusion's maps are differences of logits, which a pass of another batch size rounds differently (float32)
+    scale = max(whole.abs().max().item(), 1.0 if name in LOGIT_DIFFERENCES else 0.0)
+    torch.testing.assert_close(chunked, whole, rtol=1e-4, atol=1e-5 * scale * (10 if name in LOGIT_DIFFERENCES else 1))
 
 
 @pytest.mark.parametrize("name", [n for n in available_methods() if get_method(n).completeness])
@@ -234,6 +237,7 @@ class TinyConv1d(nn.Module):
 @pytest.mark.parametrize("name", [n for n in available_methods() if n != "canny"])
 def test_one_dimensional_inputs(name):
     model = TinyConv1d().eval()
+    applicable(name, model)
     x = torch.rand(2, 2, 16, generator=torch.Generator().manual_seed(1))
     out = explain(name, model, x, torch.tensor([0, 2]))
     assert out.shape == x.shape and torch.isfinite(out).all()

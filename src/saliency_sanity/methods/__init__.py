@@ -4,7 +4,7 @@ Use :func:`get_method` / :func:`available_methods`; add a method with :func:`reg
 """
 
 # Imported for their registrations, in the paper's order of methods (available_methods keeps it).
-from saliency_sanity.methods import gradients, smoothing, guided, gradcam, deeplift, controls, expected  # isort: skip  # noqa: F401
+from saliency_sanity.methods import gradients, smoothing, guided, cam, deeplift, controls, expected, perturbation  # isort: skip  # noqa: F401
 from saliency_sanity.methods.registry import (
     METHODS,
     Method,

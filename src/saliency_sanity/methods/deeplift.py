@@ -102,20 +102,20 @@ class LinearTerms:
         return LinearTerms(self.layer, self.source, self.weight * scale.view(-1, *([1] * (self.weight.dim() - 1))))
 
     def split(self, apply: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(dz+, the surrogate of the positive terms, that of the negative terms): dz+ is the sum of the
-        positive terms w_i dx_i; each surrogate is zero and has, w.r.t. the input half of the source, the
-        derivative the Linear rule gives its part. ``apply(layer, s, w)``: the layer on s with weight w, no bias."""
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dz+, the surrogate of the positive terms): dz+ is the sum of the positive terms w_i dx_i; the
+        surrogate is zero and has, w.r.t. the input half of the source, the derivative the Linear rule gives
+        the positive part (w+ where dx > 0, w- where dx < 0, w / 2 where dx = 0). The negative part's
+        derivative is the layer's own minus it. ``apply(layer, s, w)``: the layer on s with weight w, no bias."""
         s_x, s_r = self.source.chunk(2)
         ds = (s_x - s_r).detach()
+        w_pos, w_neg = self.weight.clamp(min=0).detach(), self.weight.clamp(max=0).detach()
+        with torch.no_grad():
+            dz_pos = apply(self.layer, ds.clamp(min=0), w_pos) + apply(self.layer, ds.clamp(max=0), w_neg)
         half = 0.5 * (ds == 0).to(ds.dtype)
         rising, falling = s_x * ((ds > 0).to(ds.dtype) + half), s_x * ((ds < 0).to(ds.dtype) + half)
-        stacked = torch.cat([ds.clamp(min=0), ds.clamp(max=0), rising, falling])
-        by_pos = apply(self.layer, stacked, self.weight.clamp(min=0).detach()).chunk(4)
-        by_neg = apply(self.layer, stacked, self.weight.clamp(max=0).detach()).chunk(4)
-        dz_pos = (by_pos[0] + by_neg[1]).detach()
-        pos_terms, neg_terms = by_pos[2] + by_neg[3], by_neg[2] + by_pos[3]
-        return dz_pos, pos_terms - pos_terms.detach(), neg_terms - neg_terms.detach()
+        pos_terms = apply(self.layer, rising, w_pos) + apply(self.layer, falling, w_neg)
+        return dz_pos, pos_terms - pos_terms.detach()
 
 
 def _batchnorm_scale(module: nn.Module) -> torch.Tensor | None:
@@ -190,7 +190,8 @@ class RevealCancel:
         if terms is None:
             return _rescale_hook(module, inputs, output)
         (z_x, z_r), (y_x, y_r) = z.chunk(2), output.chunk(2)
-        dz_pos, pos_grad, neg_grad = terms.split(self._apply)
+        dz_pos, pos_grad = terms.split(self._apply)
+        neg_grad = (z_x - z_x.detach()) - pos_grad  # z is the layer's output: its derivative is w, the parts' sum
         dz = (z_x - z_r).detach()
         dz_neg = dz - dz_pos
         with torch.no_grad():

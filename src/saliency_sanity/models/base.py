@@ -56,7 +56,8 @@ class SanityModel(nn.Module, metaclass=abc.ABCMeta):
     ``block_names`` lists blocks from the output (logits) down to the input; ``init_block``
     re-initializes one block's trainable parameters with the model's own initializer.
     ``gradcam_layer`` is the module whose activations Grad-CAM uses, or None where the
-    architecture has no spatial feature maps.
+    architecture has no spatial feature maps. ``cam_classifier`` is the linear layer that follows
+    global average pooling of those activations, where the head is just that (CAM needs it).
     """
 
     arch: str = ""
@@ -64,6 +65,10 @@ class SanityModel(nn.Module, metaclass=abc.ABCMeta):
     # Set in __init__, never as a class default: nn.Module keeps submodules in _modules, so a
     # class-level None would shadow an assigned layer (getattr finds the class attribute first).
     gradcam_layer: nn.Module | None
+
+    @property
+    def cam_classifier(self) -> nn.Module | None:
+        return None
 
     def block(self, name: str) -> nn.Module:
         """The submodule of block ``name`` (a dotted path below the model, e.g. ``blocks.6.0``)."""

@@ -88,6 +88,10 @@ class EfficientNetLite0(SanityModel):
     def gradcam_layer(self) -> nn.Module:
         return self.conv_head  # convolution -> BatchNorm -> ReLU6: the last convolutional feature map
 
+    @property
+    def cam_classifier(self) -> nn.Module:
+        return self.classifier  # conv_head -> global average pooling -> classifier: CAM applies
+
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv_head(self.blocks(self.conv_stem(x)))
         return self.classifier(self.global_pool(x))

@@ -131,6 +131,10 @@ class InceptionV3(tv_inception.Inception3, SanityModel):
         # duplicate its keys in the state dict, which torchvision's checkpoint would then lack.
         return self.Mixed_7c
 
+    @property
+    def cam_classifier(self) -> nn.Module:
+        return self.fc  # Mixed_7c -> global average pooling -> (dropout, identity in eval) -> fc: CAM applies
+
     def init_block(self, name: str, generator: torch.Generator | None = None) -> None:
         _init_modules(self.block(name), generator, reset_bn_statistics=self.reset_bn_statistics)
 
