@@ -51,7 +51,8 @@ ALL_STAGES = 18  # original + the 17 blocks
 CAPTUM_RULE = {"right": "riemann_right", "midpoint": "riemann_middle"}
 # --quick: a run of seconds that checks the script end to end (the test uses it)
 QUICK = {"size": 75, "images": 1, "steps": 4, "repeats": 1, "batch_sizes": (2, 4), "stages": 2}
-QUICK_CAP = 2  # --quick caps every method's steps and n_samples at this
+QUICK_CAPPED = ("steps", "n_samples", "iterations")
+QUICK_CAP = 2  # --quick caps every method's steps, n_samples and iterations at this
 
 
 # --------------------------------------------------------------------------- measuring
@@ -145,7 +146,7 @@ def cascade_config(seed: int, n_images: int, batch_size: int | None, quick: bool
     if batch_size:
         config["randomization"]["batch_size"] = batch_size
     if quick:
-        config["methods"] = {name: {key: min(value, QUICK_CAP) if key in ("steps", "n_samples") else value
+        config["methods"] = {name: {key: min(value, QUICK_CAP) if key in QUICK_CAPPED else value
                                     for key, value in params.items()} for name, params in config["methods"].items()}
     return config
 
@@ -239,7 +240,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help=f"seconds-long check of the whole script: {QUICK['size']} px, {QUICK['images']} "
                              f"image, {QUICK['steps']} IG steps, batch sizes {QUICK['batch_sizes']}, "
-                             f"{QUICK['stages']} stages, every method's steps and n_samples capped at {QUICK_CAP}, "
+                             f"{QUICK['stages']} stages, every method's steps, n_samples and iterations capped at {QUICK_CAP}, "
                              "1 repeat")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON of the numbers (default: %(default)s)")
     args = parser.parse_args(argv)

@@ -201,7 +201,12 @@ def test_inception_speed_quick_runs_end_to_end_and_writes_its_keys(tmp_path):
     from saliency_sanity.config import resolve_config
 
     ig_params = resolve_config("default", workflow_dir=WORKFLOW_DIR)["imagenet"]["methods"]["integrated_gradients"]
-    assert passes["measured_rows_forward_only"] == 1 + 1 + (2 if ig_params.get("tolerance") else 0)
+    # + the methods' own forward-only rows (occlusion's copies and original, CAM's forward, RevealCancel's
+    # positive differences), per method too
+    assert passes["measured_rows_forward_only"] == 1 + 1 + (2 if ig_params.get("tolerance") else 0) + passes[
+        "methods_forward_only"]
+    for name in ("occlusion", "cam", "deeplift_revealcancel"):
+        assert cascade["per_method"][name]["measured_forward_rows"] == cascade["per_method"][name]["forward"] > 0
     assert cascade["per_method"]["sobel"]["needed"] == 0 and cascade["per_method"]["gradient"]["needed"] == 1
     assert cascade["bound_seconds"] == pytest.approx(
         passes["needed"] * cascade["gradient_seconds_per_row"] * cascade["stages"])
@@ -223,11 +228,18 @@ def test_inception_speed_counts_passes_from_the_method_params():
     sg = params["smoothgrad"]["n_samples"]
     assert counts["integrated_gradients"]["needed"] == params["integrated_gradients"]["steps"]
     assert counts["smoothgrad"]["needed"] == sg and counts["vargrad"] == {
-        "alone": sg, "needed": 0, "count": "n_samples, shared with smoothgrad"}
+        "alone": sg, "needed": 0, "forward": 0, "count": "n_samples, shared with smoothgrad"}
     assert counts["ig_smoothgrad"]["needed"] == params["ig_smoothgrad"]["n_samples"] * params["ig_smoothgrad"]["steps"]
     assert (counts["guided_gradcam"]["alone"], counts["guided_gradcam"]["needed"]) == (2, 0)
     assert counts["gradient_x_input"]["needed"] == 0 and counts["canny"]["alone"] == 0
     assert (counts["deeplift_rescale"]["alone"], counts["deeplift_rescale"]["needed"]) == (2, 1)
+    more = cascade.pass_counts([get_method(n) for n in ("occlusion", "meaningful_perturbation", "cam")], settings,
+                               (3, 299, 299))
+    window, stride = params["occlusion"]["window"], params["occlusion"]["stride"]
+    side = len(range(0, 299 - window + 1, stride)) + ((299 - window) % stride != 0)  # + a window flush with the edge
+    assert (more["occlusion"]["needed"], more["occlusion"]["forward"]) == (0, side * side + 1)
+    assert more["meaningful_perturbation"]["needed"] == params["meaningful_perturbation"]["iterations"]
+    assert (more["cam"]["needed"], more["cam"]["forward"]) == (0, 1)
     # the ImageNet run's settings: the imagenet section's methods on top of the methods section, its batch size
     imagenet = resolve_config("default", workflow_dir=WORKFLOW_DIR)["imagenet"]
     assert params["integrated_gradients"]["steps"] == imagenet["methods"]["integrated_gradients"]["steps"]
