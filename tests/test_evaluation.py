@@ -24,6 +24,7 @@ from saliency_sanity.data import DATASETS, Examples, register_dataset
 from saliency_sanity.data.decoy import SHORTCUTS
 from saliency_sanity.evaluation import EVALUATIONS, run_evaluation
 from saliency_sanity.evaluation.ablation import ablation_table, fill_values, mass_center_masks, top_k_masks
+from saliency_sanity.evaluation.class_conversion import ScoredMethod, convert, erasure_masks, log_odds
 from saliency_sanity.evaluation.convergence import adaptive_table
 from saliency_sanity.figures import FIGURES, figures_for, make_figure
 from saliency_sanity.figures.evaluation_plots import passes_to_reach, target_error
@@ -41,7 +42,18 @@ CHEAP = {  # each registered evaluation's cheapest settings; a new one runs with
     "path_outputs": {"points": 5, "baselines": ["training"]},
     "ablation": {"fractions": [0.5, 1.0], "baselines": ["uniform", "training"]},
     "shortcut": {"baselines": ["max_distance"]},
+    "class_conversion": {"per_task": 2, "erased": 20, "methods": [
+        "gradient_x_input", "deeplift_revealcancel", {"method": "gradient", "label": "|gradient|", "transform": "absolute"},
+        {"method": "integrated_gradients", "label": "IG (2 steps)", "steps": 2}]},
 }
+
+
+def present_classes(name: str, labels: torch.Tensor) -> dict:
+    """Settings that depend on the fake test set's labels: class conversion's task starts from a class it has."""
+    if name != "class_conversion":
+        return {}
+    source = int(labels[0])
+    return {"tasks": [[source, (source + 1) % 10]]}
 
 
 # --------------------------------------------------------------------------- every evaluation, end to end
@@ -79,14 +91,15 @@ def _settings(name: str, **section) -> dict:
 
 
 @pytest.mark.parametrize("name", EVALUATIONS.names())
-def test_every_evaluation_writes_its_csv_contract_and_renders_its_figures(name, fake_mnist, tmp_path):
+def test_every_evaluation_writes_its_csv_contract_and_renders_its_figures(name, checkpoint, fake_mnist, tmp_path):
+    labels = checkpoint[1].labels
     checkpoint, datasets = fake_mnist, EVALUATIONS[name].datasets
     if datasets is not None:  # the same model, recorded as trained on a dataset the evaluation applies to
         checkpoint = tmp_path / f"{datasets[0]}-cnn.pt"
         save_checkpoint(build_model("cnn", seed=0), checkpoint, {"dataset": datasets[0], "arch": "cnn"})
     model = checkpoint.stem
     out = evaluation_csv(model, name, tmp_path)
-    table = run_evaluation(name, checkpoint, _settings(name), out, device="cpu")
+    table = run_evaluation(name, checkpoint, _settings(name, **present_classes(name, labels)), out, device="cpu")
     csv = pd.read_csv(out)
     assert list(csv.columns) == list(EVALUATION_IDENTITY) + list(EVALUATIONS[name].columns)
     assert len(csv) == len(table) > 0 and set(csv.evaluation) == {name} and set(csv.model) == {model}
@@ -361,3 +374,43 @@ def test_bad_evaluation_values_name_their_config_key(name, section, message, fak
     with pytest.raises(ValueError, match=message):
         run_evaluation(name, fake_mnist, _settings(name, **section), tmp_path / "out.csv", device="cpu")
     assert not (tmp_path / "out.csv").exists()
+
+
+# --------------------------------------------------------------------------- class conversion
+
+
+def test_erasure_masks_take_the_top_positive_scores_only():
+    scores = torch.tensor([[3.0, -1.0, 2.0, 0.5], [-1.0, -2.0, 4.0, 0.0]])
+    assert erasure_masks(scores, 3).tolist() == [[True, False, True, True], [False, False, True, False]]
+
+
+def test_class_conversion_drops_the_log_odds_by_the_erased_contributions_on_a_linear_model():
+    # logit_c = w_c . x + b_c: gradient x input gives S_c = w_c x, so erasing a pixel (to 0) lowers
+    # logit_c0 - logit_ct by exactly its (w_c0 - w_ct) x; the |gradient| difference is |w_c0| - |w_ct|
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.rand(2, 1, 4, 4)
+    w = model[1].weight.detach().view(3, 4, 4)
+    gxi = ScoredMethod("gradient_x_input", "gxi", METHODS.get_entry("gradient_x_input").bind(), None)
+    result = convert(model, x, 0, 2, gxi, erased=5, batch_size=None)
+    contributions = (w[0] - w[2]) * x[:, 0]
+    assert torch.allclose(result.difference, contributions, atol=1e-6)
+    top = contributions.flatten(1).sort(1, descending=True).values[:, :5].clamp(min=0)
+    assert torch.allclose(log_odds(model, x, 0, 2, None) - result.log_odds_after, top.sum(1), atol=1e-5)
+    assert result.erased.flatten(1).sum(1).tolist() == (top > 0).sum(1).tolist()
+    absolute = ScoredMethod("gradient", "|gradient|", METHODS.get_entry("gradient").bind(), "absolute")
+    difference = convert(model, x, 0, 2, absolute, erased=5, batch_size=None).difference
+    assert torch.allclose(difference, (w[0].abs() - w[2].abs()).expand_as(difference), atol=1e-6)
+
+
+def test_class_conversion_names_a_missing_class_and_a_bad_transform(fake_mnist, checkpoint, tmp_path):
+    absent = next(c for c in range(10) if c not in checkpoint[1].labels.tolist())
+    path = tmp_path / "mnist-cnn.pt"
+    save_checkpoint(build_model("cnn", seed=0), path, {"dataset": "mnist", "arch": "cnn"})
+    with pytest.raises(ValueError, match=f"no test image of class {absent}"):
+        run_evaluation("class_conversion", path, _settings("class_conversion", tasks=[[absent, 0]]),
+                       tmp_path / "c.csv", device="cpu")
+    bad = {"methods": [{"method": "gradient", "transform": "square"}]}
+    with pytest.raises(ValueError, match="unknown transform 'square'"):
+        run_evaluation("class_conversion", path, _settings("class_conversion", **bad), tmp_path / "c.csv", device="cpu")
+    assert not (tmp_path / "c.csv").exists()

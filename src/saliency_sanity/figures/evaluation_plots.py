@@ -1,8 +1,10 @@
 """Figures of the evaluations (the attribution-baselines study): IG's convergence per quadrature rule,
-the output along the path, and the ablation curves. Each reads an evaluation's tidy CSV
+the output along the path, the ablation curves, the planted shortcut and DeepLIFT's class conversion. Each reads an evaluation's tidy CSV
 (:func:`~saliency_sanity.figures.inputs.load_evaluation`) and returns (figure, caption facts)."""
 
 from __future__ import annotations
+
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -294,4 +296,75 @@ def shortcut_maps(data: dict, model: str) -> tuple[Figure, str]:
     facts = (f"The first {n_images} test images with the code of their true class; each map explains the predicted "
              f"class, absolute values divided by the map's maximum. Corner: the map's share of mass on the code, "
              f"which covers {style.percent(area)} of the pixels.")
+    return fig, facts
+
+
+def _entry_label(label: str, method: str, width: int | None = None) -> str:
+    """A class-conversion entry's display name: the method's own label unless the config named the entry."""
+    if label == method:
+        return style.method_label(method, width)
+    return textwrap.fill(label, width) if width else label
+
+
+def class_conversion(data: dict, model: str) -> tuple[Figure, str]:
+    """Per task (panels), the drop in the log-odds of c0 against ct after erasing each method's top pixels:
+    one box per configured method entry (its label), coloured by its method."""
+    table: pd.DataFrame = data["eval_class_conversion_csv"]
+    tasks = list(dict.fromkeys(table["task"]))
+    entries = list(dict.fromkeys(zip(table["label"], table["method"])))
+    fig, axes = _panels(len(tasks), width=3.4, height=0.9 + 0.32 * len(entries), columns=2)
+    positions = np.arange(len(entries))[::-1]
+    means: dict[str, list[float]] = {}
+    for ax, task in zip(axes, tasks):
+        rows = table[table["task"] == task]
+        drops = [rows[rows["label"] == label]["log_odds_drop"].to_numpy() for label, _ in entries]
+        boxes = ax.boxplot(drops, positions=positions, orientation="horizontal", widths=0.6, patch_artist=True, showfliers=False,
+                           medianprops={"color": "black", "linewidth": 0.8})
+        for patch, (_, method) in zip(boxes["boxes"], entries):
+            patch.set_facecolor(style.method_colour(method))
+        ax.set_yticks(positions, [_entry_label(label, method) for label, method in entries], fontsize=7)
+        ax.axvline(0, color="0.5", linewidth=0.6)
+        source, target = task.split("->")
+        ax.set_title(f"{source} → {target} ({rows['image'].nunique()} images)", fontsize=9)
+        ax.set_xlabel("log-odds drop (logit c0 − logit ct)")
+        for (label, method), values in zip(entries, drops):
+            means.setdefault(_entry_label(label, method), []).append(float(np.mean(values)))
+    fig.suptitle(f"{model}: class conversion, the log-odds drop after erasing each map's top "
+                 f"{int(table['erased'].max())} pixels")
+    ranked = sorted(means.items(), key=lambda item: -np.mean(item[1]))
+    facts = (f"Tasks {', '.join(tasks)}; up to {int(table['erased'].max())} pixels erased (set to 0, the reference) per "
+             f"image, those with the largest positive S_c0 − S_ct. Mean drop over the tasks, best first: "
+             + ", ".join(f"{label} {np.mean(values):.2f}" for label, values in ranked) + ".")
+    return fig, facts
+
+
+CONVERSION_ARRAYS = ("tasks", "methods", "labels", "images", "differences", "erased")
+
+
+def class_conversion_maps(data: dict, model: str) -> tuple[Figure, str]:
+    """Each task's first image (rows) and each method's S_c0 - S_ct (columns; red: evidence for c0, blue:
+    for ct, scaled by the map's own max |value|), with the erased pixels outlined."""
+    arrays = data["eval_class_conversion_maps"]
+    require_arrays(arrays, CONVERSION_ARRAYS, f"{model} class conversion archive")
+    tasks, labels, methods = arrays["tasks"].tolist(), arrays["labels"].tolist(), arrays["methods"].tolist()
+    differences, erased = arrays["differences"].astype(np.float32), arrays["erased"].astype(bool)
+    fig = Figure(figsize=(1.6 + 0.9 * (1 + len(labels)) + 0.8, 1.3 + 0.9 * len(tasks)), layout="constrained")
+    axes = map_grid(fig, len(tasks), [["input"], labels])
+    for r, task in enumerate(tasks):
+        show_image(axes[r, 0], arrays["images"][r])
+        axes[r, 0].set_ylabel(task.replace("->", " → "), rotation=0, ha="right", va="center", fontsize=8)
+        for c, label in enumerate(labels, start=1):
+            difference = differences[r, c - 1]
+            scale = np.abs(difference).max()
+            show_map(axes[r, c], difference / scale if scale > 0 else difference, True)
+            if erased[r, c - 1].any():
+                axes[r, c].contour(erased[r, c - 1], levels=[0.5], colors="black", linewidths=0.5)
+            if r == 0:
+                axes[r, c].set_title(_entry_label(label, methods[c - 1], 11), fontsize=6)
+    axes[0, 0].set_title("input", fontsize=7)
+    map_colorbar(fig, axes[:, 1:], True, "max")
+    fig.suptitle(f"{model}: S_c0 − S_ct per method, erased pixels outlined")
+    facts = (f"The first test image of each task; each map is the method's map for the source class minus its map "
+             f"for the target class, summed over channels and divided by its maximum absolute value; the outlined "
+             f"pixels (at most {int(erased.sum(axis=(2, 3)).max())}) are the ones erased.")
     return fig, facts

@@ -232,6 +232,23 @@ for _spec in (
             ("eval_shortcut_maps",),
         ),
         FigureSpec(
+            "class_conversion",
+            evaluation_plots.class_conversion,
+            "Class conversion on {model} (DeepLIFT, Shrikumar et al. 2017, Fig. 5): for images of class c0, the "
+            "drop in the log-odds logit c0 − logit ct after erasing the pixels each method ranks highest by its "
+            "map for c0 minus its map for ct. The larger the drop, the better the maps found what tells the two "
+            "classes apart.",
+            ("eval_class_conversion_csv",),
+        ),
+        FigureSpec(
+            "class_conversion_maps",
+            evaluation_plots.class_conversion_maps,
+            "Class conversion on {model}: one image per task (rows) and each method's map for the source class "
+            "minus its map for the target class (red: evidence for the source, blue: for the target), with the "
+            "erased pixels outlined.",
+            ("eval_class_conversion_maps",),
+        ),
+        FigureSpec(
             "convsum_maps",
             theory_plots.convsum_maps,
             "Theory check, the 1-D convolution + ReLU + sum-pooling model ({model}): a synthetic signal, "

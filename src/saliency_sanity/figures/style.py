@@ -27,8 +27,12 @@ CANONICAL_ORDER = (
     "deconvnet",
     "gradcam",
     "guided_gradcam",
+    "gradcam_plus_plus",
+    "cam",
     "deeplift_rescale",
     "deeplift_revealcancel",
+    "occlusion",
+    "meaningful_perturbation",
 )
 CONTROL_ORDER = ("sobel", "canny", "random_noise")
 
@@ -47,6 +51,10 @@ LABELS = {
     "guided_gradcam": "Guided Grad-CAM",
     "deeplift_rescale": "DeepLIFT (Rescale)",
     "deeplift_revealcancel": "DeepLIFT (RevealCancel)",
+    "gradcam_plus_plus": "Grad-CAM++",
+    "cam": "CAM",
+    "occlusion": "Occlusion",
+    "meaningful_perturbation": "Meaningful Perturbation",
     "sobel": "Sobel edges",
     "canny": "Canny edges",
     "random_noise": "Random noise",

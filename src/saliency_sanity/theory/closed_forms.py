@@ -108,6 +108,7 @@ LINEAR_FORMS: dict[str, LinearForm] = {
     "gradient_x_input": linear_gradient_x_input,
     "integrated_gradients": linear_gradient_x_input,
     "deeplift_rescale": linear_gradient_x_input,
+    "deeplift_revealcancel": linear_gradient_x_input,  # no nonlinearity: every rule is the Linear rule
 }
 CONVSUM_FORMS: dict[str, ConvSumForm] = {
     "gradient": convsum_gradient,
