@@ -329,8 +329,8 @@ def class_conversion(data: dict, model: str) -> tuple[Figure, str]:
         ax.set_xlabel("log-odds drop (logit c0 − logit ct)")
         for (label, method), values in zip(entries, drops):
             means.setdefault(_entry_label(label, method), []).append(float(np.mean(values)))
-    fig.suptitle(f"{model}: class conversion, the log-odds drop after erasing each map's top "
-                 f"{int(table['erased'].max())} pixels")
+    fig.suptitle(f"{model}: class conversion\nthe log-odds drop after erasing each map's top "
+                 f"{int(table['erased'].max())} pixels", fontsize=10)
     ranked = sorted(means.items(), key=lambda item: -np.mean(item[1]))
     facts = (f"Tasks {', '.join(tasks)}; up to {int(table['erased'].max())} pixels erased (set to 0, the reference) per "
              f"image, those with the largest positive S_c0 − S_ct. Mean drop over the tasks, best first: "
@@ -360,7 +360,7 @@ def class_conversion_maps(data: dict, model: str) -> tuple[Figure, str]:
             if erased[r, c - 1].any():
                 axes[r, c].contour(erased[r, c - 1], levels=[0.5], colors="black", linewidths=0.5)
             if r == 0:
-                axes[r, c].set_title(_entry_label(label, methods[c - 1], 11), fontsize=6)
+                axes[r, c].set_title(_entry_label(label, methods[c - 1], 14), fontsize=6)
     axes[0, 0].set_title("input", fontsize=7)
     map_colorbar(fig, axes[:, 1:], True, "max")
     fig.suptitle(f"{model}: S_c0 − S_ct per method, erased pixels outlined")

@@ -123,7 +123,10 @@ def meaningful_perturbation(
     upsampled bilinearly, starts at 1 and takes ``iterations`` Adam steps (``lr``) on
     ``l1 * mean|1 - m| + tv * mean|grad m|^tv_beta + softmax probability of the target``, clamped to [0, 1]
     after each. Deterministic: no noise is drawn. Fong & Vedaldi: 500 steps, lr 0.1, a 28 x 28 mask,
-    blur sigma 10 at 224 px, lambda1 1e-4 and lambda2 1e-2 on sums (as means here: about 0.08 and 0.2).
+    blur sigma 10 at 224 px, lambda1 1e-4 on a sum over the mask (0.08 as a mean over 28 x 28); the TV
+    weight 0.2 on means is the common PyTorch reimplementations' (their lambda2 1e-2 is on a sum of
+    |grad m|^3 with the gradient's norm). A saturated softmax (p > 0.9999, common on MNIST) has almost
+    no gradient, the L1 term wins and the map stays empty: a property of the objective.
     Every image of a ``batch_size`` chunk is optimized at once (its own mask; Adam is per element).
     """
     if iterations < 1 or mask_size < 1:
