@@ -23,10 +23,10 @@ from saliency_sanity.figures.inputs import load_evaluation
 from saliency_sanity.harness import Harness
 from saliency_sanity.methods import METHODS, get_method
 from saliency_sanity.models import MODELS, build_model, save_checkpoint
-from saliency_sanity.randomization import MODES, run_randomization_test
+from saliency_sanity.randomization import LAWS, MODES, run_randomization_test
 
 ROOT = Path(__file__).resolve().parents[1]
-REGISTRIES = (METHODS, DATASETS, MODELS, BASELINES, similarity.METRICS, MODES, EVALUATIONS)
+REGISTRIES = (METHODS, DATASETS, MODELS, BASELINES, similarity.METRICS, MODES, LAWS, EVALUATIONS)
 CHEAP = {"integrated_gradients": {"steps": 4}, "ig_smoothgrad": {"steps": 2, "n_samples": 2},
          **{name: {"n_samples": 3} for name in ("smoothgrad", "smoothgrad_squared", "vargrad")}}
 
@@ -55,11 +55,11 @@ def tiny_cnn_methods() -> set[str]:
     return {method.name for method in Harness().applicable(build_model("tiny_cnn", seed=0))}
 
 
-def run_test(tmp_path: Path, mode: str = "cascading", methods: dict | None = None, n_images: int = 4):
+def run_test(tmp_path: Path, mode: str = "cascading", methods: dict | None = None, n_images: int = 4, **randomization):
     """The toy model (untrained) on the toy dataset through the runner; the figure inputs it writes."""
     path = tmp_path / "models" / "stripes-tiny_cnn.pt"
     save_checkpoint(build_model("tiny_cnn", seed=0), path, {"dataset": "stripes", "arch": "tiny_cnn"})
-    config = {"seed": 0, "randomization": {"n_images": n_images, "explain": "predicted", "batch_size": 64},
+    config = {"seed": 0, "randomization": {"n_images": n_images, "explain": "predicted", "batch_size": 64, **randomization},
               "methods": CHEAP if methods is None else methods, "similarity": {"hog_pixels_per_cell": 4}}
     csv, npz = tmp_path / f"{mode}.csv", tmp_path / f"{mode}.npz"
     table = run_randomization_test(path, mode, config, csv, npz, device="cpu")
@@ -119,6 +119,18 @@ def test_a_mode_added_by_the_readme_explains_another_class(register, tmp_path):
     assert maps.stages == ["original", "random_logit"] and set(csv["mode"]) == {"random_logit"}
     assert (maps.targets[1] != maps.predictions[1]).all() and np.array_equal(maps.targets[0], maps.predictions[0])
     assert np.array_equal(maps.predictions[0], maps.predictions[1])  # the same model at both stages
+
+
+def test_a_law_added_by_the_readme_randomizes_the_blocks_by_it(register, tmp_path):
+    register("Adding a dataset", "Adding a model", "Adding a re-initialization law")
+    model = build_model("tiny_cnn", seed=0)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    LAWS.get_entry("sign_flip").fn(model, torch.Generator().manual_seed(0), fraction=1.0)
+    assert all(torch.equal(p, -before[name]) for name, p in model.named_parameters())  # every sign flipped
+    _, csv, maps = run_test(tmp_path, methods={"gradient": {}}, law={"name": "sign_flip", "fraction": 0.5})
+    assert maps.stages[0] == "original" and len(maps.stages) == 1 + len(model.block_names)
+    spearman = csv[(csv.metric == "spearman_abs") & (csv.stage != "original")]
+    assert len(spearman) and (spearman.value < 1 - 1e-6).any()  # the flipped weights change the maps
 
 
 def test_an_evaluation_added_by_the_readme_writes_its_csv_contract(register, tmp_path):

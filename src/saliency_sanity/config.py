@@ -176,7 +176,7 @@ def one_of(value: Any, choices: Sequence[Any], key: str) -> Any:
     return value
 
 
-IMAGENET_RANDOMIZATION_KEYS = ("n_images", "explain", "batch_size", "grid_images", "batchnorm", "baselines",
+IMAGENET_RANDOMIZATION_KEYS = ("n_images", "explain", "batch_size", "grid_images", "batchnorm", "law", "baselines",
                                "baseline_modes")
 
 

@@ -4,10 +4,11 @@ Importing this package registers the built-in modes (``cascading``, ``independen
 """
 
 from saliency_sanity.randomization.blocks import block_generator, cascading, independent
+from saliency_sanity.randomization.laws import LAWS, LawSpec, register_law
 from saliency_sanity.randomization.modes import MODES, ModeInputs, ModeSpec, Stage, mode_spec, register_mode
 from saliency_sanity.randomization.runner import RunResult, Settings, run_randomization_test, run_stages
 
 __all__ = [
-    "MODES", "ModeInputs", "ModeSpec", "RunResult", "Settings", "Stage", "block_generator", "cascading", "independent",
-    "mode_spec", "register_mode", "run_randomization_test", "run_stages",
+    "LAWS", "LawSpec", "MODES", "ModeInputs", "ModeSpec", "RunResult", "Settings", "Stage", "block_generator", "cascading",
+    "independent", "mode_spec", "register_law", "register_mode", "run_randomization_test", "run_stages",
 ]

@@ -5,7 +5,8 @@ Both generators yield ``(stage_index, stage_name, model_at_stage)``: stage 0 is 
 (logits first, down to the input). Every yielded model is its own copy on the caller's model's
 device, so the caller may keep or modify it; the caller's model is never modified.
 
-Randomness: block ``name`` is always re-initialized with a CPU generator seeded from
+A block is re-initialized by a law (:mod:`saliency_sanity.randomization.laws`; default: the
+model's own initializer, as the paper). Randomness: block ``name`` is always re-initialized with a CPU generator seeded from
 ``(seed, name)`` alone (:func:`block_generator`), on a CPU copy of the model, then moved to the
 model's device. Hence the same seed gives the same randomized weights on any device, and a
 block gets the *same* random draw in cascading and independent mode (stage k of both differs
@@ -21,6 +22,7 @@ import torch
 
 from saliency_sanity.contracts import ORIGINAL_STAGE as ORIGINAL
 from saliency_sanity.models.base import SanityModel
+from saliency_sanity.randomization.laws import MODEL_LAW, LawSpec
 from saliency_sanity.runtime import derive_seed
 
 BlockStage = tuple[int, str, SanityModel]
@@ -39,22 +41,24 @@ def _cpu_copy(model: SanityModel) -> SanityModel:
     return copy.deepcopy(model).cpu()
 
 
-def cascading(model: SanityModel, seed: int) -> Iterator[BlockStage]:
+def cascading(model: SanityModel, seed: int, law: LawSpec | None = None) -> Iterator[BlockStage]:
     """Original, then blocks re-initialized cumulatively from the logits down to the input."""
+    law = law or LawSpec.parse(MODEL_LAW)
     device = _device(model)
     yield 0, ORIGINAL, copy.deepcopy(model)
     randomized = _cpu_copy(model)
     for index, name in enumerate(model.block_names, start=1):
-        randomized.init_block(name, block_generator(seed, name))
+        law.apply(randomized, name, block_generator(seed, name))
         yield index, name, copy.deepcopy(randomized).to(device)
 
 
-def independent(model: SanityModel, seed: int) -> Iterator[BlockStage]:
+def independent(model: SanityModel, seed: int, law: LawSpec | None = None) -> Iterator[BlockStage]:
     """Original, then for each block the trained model with only that block re-initialized."""
+    law = law or LawSpec.parse(MODEL_LAW)
     device = _device(model)
     yield 0, ORIGINAL, copy.deepcopy(model)
     trained = _cpu_copy(model)
     for index, name in enumerate(model.block_names, start=1):
         randomized = copy.deepcopy(trained)
-        randomized.init_block(name, block_generator(seed, name))
+        law.apply(randomized, name, block_generator(seed, name))
         yield index, name, randomized.to(device)

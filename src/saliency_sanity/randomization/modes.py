@@ -22,6 +22,7 @@ import torch
 from saliency_sanity.contracts import ORIGINAL_STAGE
 from saliency_sanity.models.base import SanityModel
 from saliency_sanity.randomization import blocks
+from saliency_sanity.randomization.laws import LawSpec
 from saliency_sanity.registry import Registry
 
 RANDOM_LABEL_MODEL = "random_label_model"
@@ -46,6 +47,7 @@ class ModeInputs:
 
     seed: int = 0
     random_label_model: SanityModel | None = None
+    law: LawSpec | None = None  # how blocks are re-initialized; None: the model's own initializer
 
 
 StagesFn = Callable[[SanityModel, ModeInputs], Iterator[Stage]]
@@ -87,14 +89,14 @@ def block_stage_names(model: SanityModel) -> list[str]:
 @register_mode("cascading", stage_names=block_stage_names)
 def cascading(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
     """Blocks re-initialized cumulatively from the logits down to the input."""
-    for index, name, stage_model in blocks.cascading(model, inputs.seed):
+    for index, name, stage_model in blocks.cascading(model, inputs.seed, inputs.law):
         yield Stage(index, name, stage_model)
 
 
 @register_mode("independent", stage_names=block_stage_names)
 def independent(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
     """Each block re-initialized alone in the trained model."""
-    for index, name, stage_model in blocks.independent(model, inputs.seed):
+    for index, name, stage_model in blocks.independent(model, inputs.seed, inputs.law):
         yield Stage(index, name, stage_model)
 
 

@@ -40,6 +40,7 @@ from saliency_sanity.methods.completeness import completeness_error, logits_of, 
 from saliency_sanity.methods.registry import Method
 from saliency_sanity.jobs import load_job
 from saliency_sanity.models import SanityModel, load_checkpoint, read_record
+from saliency_sanity.randomization.laws import MODEL_LAW, LawSpec
 from saliency_sanity.randomization.modes import RANDOM_LABEL_MODEL, ModeInputs, mode_spec
 from saliency_sanity.runtime import atomic_write, write_npz
 
@@ -63,6 +64,7 @@ class Settings:
     ssim_gaussian: bool
     structure_input: str
     batchnorm: str = "keep"
+    law: LawSpec = field(default_factory=lambda: LawSpec.parse(MODEL_LAW))  # how a block is re-initialized
     images: dict[str, Any] | None = None  # natural-image source (ImageNet models): source, labels, size
     grid_images: int | None = None  # images whose maps the archive keeps at every stage (first n); None: all
     baselines: tuple[BaselineSpec, ...] = ()  # each path method runs again with each of these ...
@@ -84,6 +86,7 @@ class Settings:
             structure_input=one_of(config_value(config, "similarity.structure_input", "original"),
                                    similarity.STRUCTURE_INPUTS, "similarity.structure_input"),
             batchnorm=one_of(config_value(config, "randomization.batchnorm", "keep"), BATCHNORM, "randomization.batchnorm"),
+            law=LawSpec.parse(config_value(config, "randomization.law", MODEL_LAW)),
             images=config.get("images"),
             grid_images=_optional_positive_int(grid_images, "randomization.grid_images"),
             baselines=tuple(BaselineSpec.parse(b, "randomization.baselines")
@@ -367,7 +370,7 @@ def run_randomization_test(
     if RANDOM_LABEL_MODEL in spec.needs:
         random_label_model = load_random_label_model(
             Path(random_label_model_path) if random_label_model_path else None, record, job.device)
-    stages = spec.stages(model, ModeInputs(seed=settings.seed, random_label_model=random_label_model))
+    stages = spec.stages(model, ModeInputs(seed=settings.seed, random_label_model=random_label_model, law=settings.law))
     methods = harness.applicable(model)
     identity = {"dataset": dataset, "model": job.name, "mode": mode}
     normalization = settings.normalization_for(dataset)
