@@ -79,3 +79,47 @@ def test_a_cascade_by_permutation_keeps_every_randomized_tensors_values():
     for old, new in zip(model.parameters(), last.parameters()):
         assert torch.equal(old.flatten().sort().values, new.flatten().sort().values)
     assert any(not torch.equal(old, new) for old, new in zip(model.parameters(), last.parameters()))
+
+
+# --------------------------------------------------------------------------- granularity and order
+
+
+def test_module_granularity_on_inception_is_one_stage_per_parameterized_module_top_down():
+    from saliency_sanity.models.inception import InceptionV3
+
+    model = InceptionV3()
+    units = model.randomization_units("modules")
+    in_blocks = [name for name, module in model.named_modules()
+                 if next(module.parameters(recurse=False), None) is not None
+                 and any(name == b or name.startswith(b + ".") for b in model.block_names)]
+    assert sorted(units) == sorted(in_blocks) and len(set(units)) == len(units)
+    assert units[0] == "fc" and units[-1].startswith("Conv2d_1a_3x3")  # the logits first, the input's layer last
+    position = {name: i for i, name in enumerate(units)}
+    assert position["Mixed_7c.branch_pool.conv"] < position["Mixed_7b.branch1x1.conv"]  # a higher block first
+    assert position["Mixed_7c.branch_pool.bn"] < position["Mixed_7c.branch_pool.conv"]  # within one: top down
+    assert model.randomization_units("blocks") == model.block_names
+
+
+def test_a_module_is_re_initialized_alone_by_the_models_initializer():
+    from saliency_sanity.models.inception import InceptionV3
+
+    model = InceptionV3()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    LawSpec.parse("model").apply(model, "Mixed_7c.branch_pool.conv", block_generator(0, "Mixed_7c.branch_pool.conv"))
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed == {"Mixed_7c.branch_pool.conv.weight"}
+
+
+def test_the_order_and_granularity_reach_the_stages():
+    from saliency_sanity.randomization import ModeInputs, mode_spec
+
+    model = build_model("cnn", seed=0)
+    inputs = ModeInputs(seed=0, granularity="modules", order="bottom_up")
+    spec = mode_spec("cascading")
+    assert spec.stage_names(model, inputs) == ["original", "conv1", "conv2", "fc", "logits"]
+    names = [stage.name for stage in spec.stages(model, inputs)]
+    assert names == spec.stage_names(model, inputs)
+    with pytest.raises(NotImplementedError, match="granularity 'blocks'"):
+        model.init_unit("relu1")  # a module that is not a block: the MNIST models re-initialize blocks only
+    with pytest.raises(ValueError, match="randomization.order"):
+        Settings.from_config({"randomization": {"n_images": 2, "order": "sideways"}, "methods": {}})

@@ -229,7 +229,7 @@ def test_every_mode_starts_from_the_model_as_given_and_names_its_stages(name):
     spec = MODES[name]
     inputs = ModeInputs(seed=0, random_label_model=other if "random_label_model" in spec.needs else None)
     stages = list(spec.stages(model, inputs))
-    assert [s.name for s in stages] == spec.stage_names(model) and [s.index for s in stages] == list(range(len(stages)))
+    assert [s.name for s in stages] == spec.stage_names(model, inputs) and [s.index for s in stages] == list(range(len(stages)))
     assert stages[0].name == "original" and stages[0].targets is None and stages[0].transform is None
     with torch.no_grad():
         torch.testing.assert_close(stages[0].model(x), model(x))

@@ -176,8 +176,8 @@ def one_of(value: Any, choices: Sequence[Any], key: str) -> Any:
     return value
 
 
-IMAGENET_RANDOMIZATION_KEYS = ("n_images", "explain", "batch_size", "grid_images", "batchnorm", "law", "baselines",
-                               "baseline_modes")
+IMAGENET_RANDOMIZATION_KEYS = ("n_images", "explain", "batch_size", "grid_images", "batchnorm", "law", "granularity",
+                               "order", "baselines", "baseline_modes")
 
 
 def image_sources(imagenet: Mapping[str, Any]) -> list[str]:

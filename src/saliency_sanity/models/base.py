@@ -30,6 +30,8 @@ def init_batchnorm_(module: nn.BatchNorm2d, reset_statistics: bool) -> None:
         module.reset_running_stats()
 
 
+GRANULARITIES = ("blocks", "modules")  # what a randomization test re-initializes at each stage
+
 class ReLU6(nn.ReLU):
     """min(max(z, 0), 6) as a ReLU module, never in-place.
 
@@ -79,6 +81,33 @@ class SanityModel(nn.Module, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def init_block(self, name: str, generator: torch.Generator | None = None) -> None:
         """Re-initialize block ``name`` with the architecture's own initializer."""
+
+    def init_module(self, module: nn.Module, generator: torch.Generator | None = None) -> None:
+        """Re-initialize one submodule inside a block with the architecture's own initializer; a model whose
+        blocks hold more than one parameterized module overrides this to randomize module by module."""
+        raise NotImplementedError(f"{type(self).__name__} re-initializes whole blocks only; use granularity "
+                                  "'blocks', or a re-initialization law other than 'model'")
+
+    def randomization_units(self, granularity: str = "blocks") -> tuple[str, ...]:
+        """What a randomization test re-initializes, from the logits down: the declared blocks, or (``modules``)
+        every module with parameters of its own inside them (Quantus' granularity), top down within a block."""
+        if granularity == "blocks":
+            return self.block_names
+        if granularity != "modules":
+            raise ValueError(f"granularity {granularity!r}; choose one of {list(GRANULARITIES)}")
+        units: list[str] = []
+        for block in self.block_names:
+            inside = [name for name, module in self.block(block).named_modules(prefix=block)
+                      if next(module.parameters(recurse=False), None) is not None]
+            units.extend(reversed(inside))  # modules run in registration order: the last is nearest the logits
+        return tuple(units)
+
+    def init_unit(self, name: str, generator: torch.Generator | None = None) -> None:
+        """Re-initialize a randomization unit (a block, or a module inside one) with the model's initializer."""
+        if name in self.block_names:
+            self.init_block(name, generator)
+        else:
+            self.init_module(self.get_submodule(name), generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Initialize every block (a freshly built, untrained model)."""

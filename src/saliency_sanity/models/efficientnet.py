@@ -99,6 +99,9 @@ class EfficientNetLite0(SanityModel):
     def init_block(self, name: str, generator: torch.Generator | None = None) -> None:
         init_modules(self.block(name), generator, reset_bn_statistics=self.reset_bn_statistics)
 
+    def init_module(self, module: nn.Module, generator: torch.Generator | None = None) -> None:
+        init_modules(module, generator, reset_bn_statistics=self.reset_bn_statistics)
+
 
 def init_modules(module: nn.Module, generator: torch.Generator | None, *, reset_bn_statistics: bool) -> None:
     """EfficientNet's TensorFlow initializer on every convolution, linear and BatchNorm layer below ``module``."""

@@ -138,6 +138,9 @@ class InceptionV3(tv_inception.Inception3, SanityModel):
     def init_block(self, name: str, generator: torch.Generator | None = None) -> None:
         _init_modules(self.block(name), generator, reset_bn_statistics=self.reset_bn_statistics)
 
+    def init_module(self, module: nn.Module, generator: torch.Generator | None = None) -> None:
+        _init_modules(module, generator, reset_bn_statistics=self.reset_bn_statistics)
+
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Untrained weights: every block, and the auxiliary classifier, freshly initialized."""
         super().reset_parameters(generator)

@@ -16,7 +16,7 @@ only in whether the blocks above it are randomized too).
 from __future__ import annotations
 
 import copy
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
@@ -41,24 +41,26 @@ def _cpu_copy(model: SanityModel) -> SanityModel:
     return copy.deepcopy(model).cpu()
 
 
-def cascading(model: SanityModel, seed: int, law: LawSpec | None = None) -> Iterator[BlockStage]:
-    """Original, then blocks re-initialized cumulatively from the logits down to the input."""
+def cascading(model: SanityModel, seed: int, law: LawSpec | None = None,
+              units: Sequence[str] | None = None) -> Iterator[BlockStage]:
+    """Original, then blocks (or ``units``, in their order) re-initialized cumulatively from the logits down."""
     law = law or LawSpec.parse(MODEL_LAW)
     device = _device(model)
     yield 0, ORIGINAL, copy.deepcopy(model)
     randomized = _cpu_copy(model)
-    for index, name in enumerate(model.block_names, start=1):
+    for index, name in enumerate(model.block_names if units is None else units, start=1):
         law.apply(randomized, name, block_generator(seed, name))
         yield index, name, copy.deepcopy(randomized).to(device)
 
 
-def independent(model: SanityModel, seed: int, law: LawSpec | None = None) -> Iterator[BlockStage]:
-    """Original, then for each block the trained model with only that block re-initialized."""
+def independent(model: SanityModel, seed: int, law: LawSpec | None = None,
+                units: Sequence[str] | None = None) -> Iterator[BlockStage]:
+    """Original, then for each block (or each of ``units``) the trained model with only it re-initialized."""
     law = law or LawSpec.parse(MODEL_LAW)
     device = _device(model)
     yield 0, ORIGINAL, copy.deepcopy(model)
     trained = _cpu_copy(model)
-    for index, name in enumerate(model.block_names, start=1):
+    for index, name in enumerate(model.block_names if units is None else units, start=1):
         randomized = copy.deepcopy(trained)
         law.apply(randomized, name, block_generator(seed, name))
         yield index, name, randomized.to(device)

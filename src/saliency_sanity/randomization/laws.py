@@ -75,12 +75,12 @@ class LawSpec:
                              f"it takes {sorted(law.accepts()) or 'none'}")
         return cls(law, params)
 
-    def apply(self, model: SanityModel, block: str, generator: torch.Generator) -> None:
-        """Re-initialize ``model``'s block ``block`` by this law (in place, on the model's CPU copy)."""
+    def apply(self, model: SanityModel, unit: str, generator: torch.Generator) -> None:
+        """Re-initialize ``model``'s unit ``unit`` (a block, or a module inside one) by this law, in place."""
         if self.law.fn is None:
-            model.init_block(block, generator)
+            model.init_unit(unit, generator)
         else:
-            self.law.fn(model.block(block), generator, **self.params)
+            self.law.fn(model.get_submodule(unit), generator, **self.params)
 
 
 def _own_parameters(module: nn.Module) -> list[nn.Parameter]:

@@ -26,6 +26,7 @@ from saliency_sanity.randomization.laws import LawSpec
 from saliency_sanity.registry import Registry
 
 RANDOM_LABEL_MODEL = "random_label_model"
+ORDERS = ("top_down", "bottom_up")
 RANDOM_LABELS_STAGE = "random_labels"
 
 
@@ -48,16 +49,26 @@ class ModeInputs:
     seed: int = 0
     random_label_model: SanityModel | None = None
     law: LawSpec | None = None  # how blocks are re-initialized; None: the model's own initializer
+    granularity: str = "blocks"  # blocks | modules: what each stage re-initializes (SanityModel.randomization_units)
+    order: str = "top_down"  # top_down (from the logits, the paper's) | bottom_up (from the input)
+
+    def units(self, model: SanityModel) -> tuple[str, ...]:
+        """The blocks or modules the stages re-initialize, in the order they do."""
+        if self.order not in ORDERS:
+            raise ValueError(f"randomization order {self.order!r}; choose one of {list(ORDERS)}")
+        units = model.randomization_units(self.granularity)
+        return units if self.order == "top_down" else units[::-1]
 
 
 StagesFn = Callable[[SanityModel, ModeInputs], Iterator[Stage]]
+StageNamesFn = Callable[[SanityModel, ModeInputs], list[str]]
 
 
 @dataclass(frozen=True)
 class ModeSpec:
     name: str
     stages: StagesFn
-    stage_names: Callable[[SanityModel], list[str]]
+    stage_names: StageNamesFn
     needs: tuple[str, ...] = ()
     description: str = ""
 
@@ -66,9 +77,10 @@ MODES: Registry[ModeSpec] = Registry("randomization mode")
 
 
 def register_mode(
-    name: str, *, stage_names: Callable[[SanityModel], list[str]], needs: tuple[str, ...] = ()
+    name: str, *, stage_names: StageNamesFn, needs: tuple[str, ...] = ()
 ) -> Callable[[StagesFn], StagesFn]:
-    """Register ``fn(model, inputs)`` as randomization mode ``name``."""
+    """Register ``fn(model, inputs)`` as randomization mode ``name``; ``stage_names(model, inputs)`` names its
+    stages before they run."""
 
     def decorator(fn: StagesFn) -> StagesFn:
         doc = (fn.__doc__ or "").strip().split("\n")[0]
@@ -82,25 +94,25 @@ def mode_spec(name: str, config_key: str = "randomization.modes") -> ModeSpec:
     return MODES.get_entry(name, config_key)
 
 
-def block_stage_names(model: SanityModel) -> list[str]:
-    return [ORIGINAL_STAGE, *model.block_names]
+def block_stage_names(model: SanityModel, inputs: ModeInputs) -> list[str]:
+    return [ORIGINAL_STAGE, *inputs.units(model)]
 
 
 @register_mode("cascading", stage_names=block_stage_names)
 def cascading(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
     """Blocks re-initialized cumulatively from the logits down to the input."""
-    for index, name, stage_model in blocks.cascading(model, inputs.seed, inputs.law):
+    for index, name, stage_model in blocks.cascading(model, inputs.seed, inputs.law, inputs.units(model)):
         yield Stage(index, name, stage_model)
 
 
 @register_mode("independent", stage_names=block_stage_names)
 def independent(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
     """Each block re-initialized alone in the trained model."""
-    for index, name, stage_model in blocks.independent(model, inputs.seed, inputs.law):
+    for index, name, stage_model in blocks.independent(model, inputs.seed, inputs.law, inputs.units(model)):
         yield Stage(index, name, stage_model)
 
 
-@register_mode("labels", stage_names=lambda model: [ORIGINAL_STAGE, RANDOM_LABELS_STAGE], needs=(RANDOM_LABEL_MODEL,))
+@register_mode("labels", stage_names=lambda model, inputs: [ORIGINAL_STAGE, RANDOM_LABELS_STAGE], needs=(RANDOM_LABEL_MODEL,))
 def labels(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
     """The same architecture trained on permuted labels (the data-randomization test)."""
     if inputs.random_label_model is None:

@@ -40,8 +40,9 @@ from saliency_sanity.methods.completeness import completeness_error, logits_of, 
 from saliency_sanity.methods.registry import Method
 from saliency_sanity.jobs import load_job
 from saliency_sanity.models import SanityModel, load_checkpoint, read_record
+from saliency_sanity.models.base import GRANULARITIES
 from saliency_sanity.randomization.laws import MODEL_LAW, LawSpec
-from saliency_sanity.randomization.modes import RANDOM_LABEL_MODEL, ModeInputs, mode_spec
+from saliency_sanity.randomization.modes import ORDERS, RANDOM_LABEL_MODEL, ModeInputs, mode_spec
 from saliency_sanity.runtime import atomic_write, write_npz
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,8 @@ class Settings:
     structure_input: str
     batchnorm: str = "keep"
     law: LawSpec = field(default_factory=lambda: LawSpec.parse(MODEL_LAW))  # how a block is re-initialized
+    granularity: str = "blocks"  # what each stage re-initializes: blocks | modules
+    order: str = "top_down"  # top_down | bottom_up
     images: dict[str, Any] | None = None  # natural-image source (ImageNet models): source, labels, size
     grid_images: int | None = None  # images whose maps the archive keeps at every stage (first n); None: all
     baselines: tuple[BaselineSpec, ...] = ()  # each path method runs again with each of these ...
@@ -87,6 +90,9 @@ class Settings:
                                    similarity.STRUCTURE_INPUTS, "similarity.structure_input"),
             batchnorm=one_of(config_value(config, "randomization.batchnorm", "keep"), BATCHNORM, "randomization.batchnorm"),
             law=LawSpec.parse(config_value(config, "randomization.law", MODEL_LAW)),
+            granularity=one_of(config_value(config, "randomization.granularity", "blocks"), GRANULARITIES,
+                               "randomization.granularity"),
+            order=one_of(config_value(config, "randomization.order", "top_down"), ORDERS, "randomization.order"),
             images=config.get("images"),
             grid_images=_optional_positive_int(grid_images, "randomization.grid_images"),
             baselines=tuple(BaselineSpec.parse(b, "randomization.baselines")
@@ -370,7 +376,9 @@ def run_randomization_test(
     if RANDOM_LABEL_MODEL in spec.needs:
         random_label_model = load_random_label_model(
             Path(random_label_model_path) if random_label_model_path else None, record, job.device)
-    stages = spec.stages(model, ModeInputs(seed=settings.seed, random_label_model=random_label_model, law=settings.law))
+    inputs = ModeInputs(seed=settings.seed, random_label_model=random_label_model, law=settings.law,
+                        granularity=settings.granularity, order=settings.order)
+    stages = spec.stages(model, inputs)
     methods = harness.applicable(model)
     identity = {"dataset": dataset, "model": job.name, "mode": mode}
     normalization = settings.normalization_for(dataset)
@@ -379,7 +387,7 @@ def run_randomization_test(
              job.name, mode, len(examples.images), len(methods), series, [b.label for b in baselines] or "configured",
              normalization, job.device)
 
-    with tqdm(total=len(spec.stage_names(model)) * series, desc=f"{job.name} {mode}", unit="map") as progress:
+    with tqdm(total=len(spec.stage_names(model, inputs)) * series, desc=f"{job.name} {mode}", unit="map") as progress:
         result = run_stages(stages, harness, methods, examples, settings, normalization, progress, baselines)
 
     table = similarity_table(result, np.arange(len(examples.images)), identity)
