@@ -113,8 +113,16 @@ def test_a_metric_added_by_the_readme_gets_its_rows(register, tmp_path):
     assert np.allclose(edges.value, 1.0)  # a model-free control does not change with the model
 
 
-def test_a_mode_added_by_the_readme_explains_another_class(register, tmp_path):
+def test_a_mode_added_by_the_readme_explains_noisy_inputs(register, tmp_path):
     register("Adding a dataset", "Adding a model", "Adding a randomization mode")
+    table, csv, maps = run_test(tmp_path, mode="input_noise", methods={"gradient": {}, "sobel": {}}, n_images=6)
+    assert maps.stages == ["original", "input_noise"] and set(csv["mode"]) == {"input_noise"}
+    edges = csv[(csv.stage == "input_noise") & (csv.metric == "spearman_abs") & (csv.method == "sobel")]
+    assert len(edges) == 6 and (edges.value < 1 - 1e-6).all()  # the noise reaches the inputs the maps are made of
+
+
+def test_the_random_logit_mode_explains_another_class_with_the_same_model(register, tmp_path):
+    register("Adding a dataset", "Adding a model")
     table, csv, maps = run_test(tmp_path, mode="random_logit", methods={"gradient": {}}, n_images=6)
     assert maps.stages == ["original", "random_logit"] and set(csv["mode"]) == {"random_logit"}
     assert (maps.targets[1] != maps.predictions[1]).all() and np.array_equal(maps.targets[0], maps.predictions[0])

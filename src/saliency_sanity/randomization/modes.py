@@ -8,8 +8,8 @@ it needs beyond the model (``needs``: today only ``random_label_model``, the mod
 permuted labels) and how to name its stages before running them (``stage_names``).
 
 The built-in modes: ``cascading`` and ``independent`` model-parameter randomization (blocks from
-the logits down, :mod:`saliency_sanity.randomization.blocks`) and ``labels`` (the model trained on
-permuted labels).
+the logits down, :mod:`saliency_sanity.randomization.blocks`), ``labels`` (the model trained on
+permuted labels) and ``random_logit`` (the same model explaining a random other class).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 
 from saliency_sanity.contracts import ORIGINAL_STAGE
 from saliency_sanity.models.base import SanityModel
+from saliency_sanity.runtime import derive_seed
 from saliency_sanity.randomization import blocks
 from saliency_sanity.randomization.laws import LawSpec
 from saliency_sanity.registry import Registry
@@ -28,6 +29,7 @@ from saliency_sanity.registry import Registry
 RANDOM_LABEL_MODEL = "random_label_model"
 ORDERS = ("top_down", "bottom_up")
 RANDOM_LABELS_STAGE = "random_labels"
+RANDOM_LOGIT_STAGE = "random_logit"
 
 
 @dataclass(frozen=True)
@@ -119,3 +121,19 @@ def labels(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
         raise ValueError("mode 'labels' compares with a model trained on random labels: pass random_label_model_path")
     yield Stage(0, ORIGINAL_STAGE, model)
     yield Stage(1, RANDOM_LABELS_STAGE, inputs.random_label_model)
+
+
+def random_other_class(logits: torch.Tensor, seed: int) -> torch.Tensor:
+    """For each row, a class drawn uniformly from those other than the row's argmax (seeded, the same on any
+    device)."""
+    shift = torch.randint(1, logits.shape[1], (len(logits),), generator=torch.Generator().manual_seed(seed))
+    return (logits.argmax(dim=1) + shift.to(logits.device)) % logits.shape[1]
+
+
+@register_mode("random_logit", stage_names=lambda model, inputs: [ORIGINAL_STAGE, RANDOM_LOGIT_STAGE])
+def random_logit(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
+    """The same model explaining a random other class than its prediction (RandomLogit, Sixt et al. 2020): a
+    map that does not change explains the input, not the class."""
+    seed = derive_seed(inputs.seed, "mode", RANDOM_LOGIT_STAGE)
+    yield Stage(0, ORIGINAL_STAGE, model)
+    yield Stage(1, RANDOM_LOGIT_STAGE, model, targets=lambda logits, labels: random_other_class(logits, seed))
