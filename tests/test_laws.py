@@ -119,7 +119,7 @@ def test_the_order_and_granularity_reach_the_stages():
     assert spec.stage_names(model, inputs) == ["original", "conv1", "conv2", "fc", "logits"]
     names = [stage.name for stage in spec.stages(model, inputs)]
     assert names == spec.stage_names(model, inputs)
-    with pytest.raises(NotImplementedError, match="granularity 'blocks'"):
+    with pytest.raises(ValueError, match="granularity 'blocks'"):
         model.init_unit("relu1")  # a module that is not a block: the MNIST models re-initialize blocks only
     with pytest.raises(ValueError, match="randomization.order"):
         Settings.from_config({"randomization": {"n_images": 2, "order": "sideways"}, "methods": {}})

@@ -32,6 +32,7 @@ def init_batchnorm_(module: nn.BatchNorm2d, reset_statistics: bool) -> None:
 
 GRANULARITIES = ("blocks", "modules")  # what a randomization test re-initializes at each stage
 
+
 class ReLU6(nn.ReLU):
     """min(max(z, 0), 6) as a ReLU module, never in-place.
 
@@ -85,8 +86,8 @@ class SanityModel(nn.Module, metaclass=abc.ABCMeta):
     def init_module(self, module: nn.Module, generator: torch.Generator | None = None) -> None:
         """Re-initialize one submodule inside a block with the architecture's own initializer; a model whose
         blocks hold more than one parameterized module overrides this to randomize module by module."""
-        raise NotImplementedError(f"{type(self).__name__} re-initializes whole blocks only; use granularity "
-                                  "'blocks', or a re-initialization law other than 'model'")
+        raise ValueError(f"{type(self).__name__} re-initializes whole blocks only; use granularity "
+                         "'blocks', or a re-initialization law other than 'model'")
 
     def randomization_units(self, granularity: str = "blocks") -> tuple[str, ...]:
         """What a randomization test re-initializes, from the logits down: the declared blocks, or (``modules``)

@@ -6,9 +6,9 @@ Both generators yield ``(stage_index, stage_name, model_at_stage)``: stage 0 is 
 device, so the caller may keep or modify it; the caller's model is never modified.
 
 A block is re-initialized by a law (:mod:`saliency_sanity.randomization.laws`; default: the
-model's own initializer, as the paper). Randomness: block ``name`` is always re-initialized with a CPU generator seeded from
-``(seed, name)`` alone (:func:`block_generator`), on a CPU copy of the model, then moved to the
-model's device. Hence the same seed gives the same randomized weights on any device, and a
+model's own initializer, as the paper). Randomness: block ``name`` is always re-initialized with a
+CPU generator seeded from ``(seed, name)`` alone (:func:`block_generator`), on a CPU copy of the
+model, then moved to the model's device. Hence the same seed gives the same randomized weights on any device, and a
 block gets the *same* random draw in cascading and independent mode (stage k of both differs
 only in whether the blocks above it are randomized too).
 """
