@@ -111,7 +111,8 @@ def class_conversion(run: EvaluationRun, *, tasks: Sequence[Sequence[int]] = DEF
     job, model = run.job, run.job.model
     scored = [ScoredMethod.parse(entry, run, "evaluations.class_conversion.methods") for entry in methods]
     images, labels = job.examples.images.to(job.device), job.examples.labels.to(job.device)
-    predicted = logits_of(model, images, run.batch_size).argmax(1)
+    logits = logits_of(model, images, run.batch_size)  # the images' logits, once: the choice and the log-odds before
+    predicted = logits.argmax(1)
     frames, kept = [], {}
     for source, target in tasks:
         task = f"{source}->{target}"
@@ -120,7 +121,7 @@ def class_conversion(run: EvaluationRun, *, tasks: Sequence[Sequence[int]] = DEF
             raise ValueError(f"evaluations.class_conversion: no test image of class {source} among the first "
                              f"{len(images)} is classified as {source}; raise n_images")
         x = images[chosen]
-        before = log_odds(model, x, source, target, run.batch_size)
+        before = logits[chosen, source] - logits[chosen, target]
         differences, masks = [], []
         for method in scored:
             result = convert(model, x, source, target, method, erased, run.batch_size)

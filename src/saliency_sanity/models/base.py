@@ -33,6 +33,12 @@ def init_batchnorm_(module: nn.BatchNorm2d, reset_statistics: bool) -> None:
 GRANULARITIES = ("blocks", "modules")  # what a randomization test re-initializes at each stage
 
 
+def has_own_parameters(module: nn.Module) -> bool:
+    """Whether ``module`` holds parameters itself (not only through its children): a unit of ``modules``
+    granularity."""
+    return next(module.parameters(recurse=False), None) is not None
+
+
 class ReLU6(nn.ReLU):
     """min(max(z, 0), 6) as a ReLU module, never in-place.
 
@@ -98,8 +104,7 @@ class SanityModel(nn.Module, metaclass=abc.ABCMeta):
             raise ValueError(f"granularity {granularity!r}; choose one of {list(GRANULARITIES)}")
         units: list[str] = []
         for block in self.block_names:
-            inside = [name for name, module in self.block(block).named_modules(prefix=block)
-                      if next(module.parameters(recurse=False), None) is not None]
+            inside = [name for name, module in self.block(block).named_modules(prefix=block) if has_own_parameters(module)]
             units.extend(reversed(inside))  # modules run in registration order: the last is nearest the logits
         return tuple(units)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from saliency_sanity.models.base import SanityModel
+from saliency_sanity.models.base import SanityModel, has_own_parameters
 from saliency_sanity.registry import Registry
 
 LawFn = Callable[..., None]
@@ -83,10 +83,6 @@ class LawSpec:
             self.law.fn(model.get_submodule(unit), generator, **self.params)
 
 
-def _own_parameters(module: nn.Module) -> list[nn.Parameter]:
-    return [p for module in module.modules() for p in module.parameters(recurse=False)]
-
-
 @register_law("reset_parameters")
 def reset_parameters(block: nn.Module, generator: torch.Generator) -> None:
     """Each module's own ``reset_parameters`` (PyTorch's default initializers; Quantus' PyTorch path)."""
@@ -94,7 +90,7 @@ def reset_parameters(block: nn.Module, generator: torch.Generator) -> None:
     with torch.random.fork_rng(devices=[]):  # reset_parameters draws from the global generator
         torch.manual_seed(seed)
         for module in block.modules():
-            if hasattr(module, "reset_parameters") and any(True for _ in module.parameters(recurse=False)):
+            if hasattr(module, "reset_parameters") and has_own_parameters(module):
                 module.reset_parameters()
 
 
@@ -102,7 +98,7 @@ def reset_parameters(block: nn.Module, generator: torch.Generator) -> None:
 def permute(block: nn.Module, generator: torch.Generator) -> None:
     """The trained values of each parameter tensor, shuffled within it (Quantus' TensorFlow path)."""
     with torch.no_grad():
-        for p in _own_parameters(block):
+        for p in block.parameters():
             order = torch.randperm(p.numel(), generator=generator)
             p.copy_(p.flatten()[order].view_as(p))
 
@@ -113,6 +109,6 @@ def gaussian_noise(block: nn.Module, generator: torch.Generator, *, scale: float
     if scale <= 0:
         raise ValueError(f"randomization.law gaussian_noise needs scale > 0, got {scale}")
     with torch.no_grad():
-        for p in _own_parameters(block):
+        for p in block.parameters():
             spread = p.std(unbiased=False) if p.numel() > 1 else p.abs().reshape(())
             p.add_(scale * spread * torch.randn(p.shape, generator=generator, dtype=p.dtype))
