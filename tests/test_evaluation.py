@@ -45,6 +45,9 @@ CHEAP = {  # each registered evaluation's cheapest settings; a new one runs with
     "class_conversion": {"per_task": 2, "erased": 20, "methods": [
         "gradient_x_input", "deeplift_revealcancel", {"method": "gradient", "label": "|gradient|", "transform": "absolute"},
         {"method": "integrated_gradients", "label": "IG (2 steps)", "steps": 2}]},
+    "protocols": {"seeds": 2, "settings": {"paper": {}, "permute": {"law": "permute"}, "modules": {"granularity": "modules"}},
+                  "variants": ["mprt", "mprt_curve", "emprt", "smprt", "random_logit"], "smprt": {"n_samples": 2},
+                  "n_boot": 100},
 }
 
 

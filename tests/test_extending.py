@@ -23,10 +23,10 @@ from saliency_sanity.figures.inputs import load_evaluation
 from saliency_sanity.harness import Harness
 from saliency_sanity.methods import METHODS, get_method
 from saliency_sanity.models import MODELS, build_model, save_checkpoint
-from saliency_sanity.randomization import LAWS, MODES, run_randomization_test
+from saliency_sanity.randomization import LAWS, MODES, VARIANTS, run_randomization_test
 
 ROOT = Path(__file__).resolve().parents[1]
-REGISTRIES = (METHODS, DATASETS, MODELS, BASELINES, similarity.METRICS, MODES, LAWS, EVALUATIONS)
+REGISTRIES = (METHODS, DATASETS, MODELS, BASELINES, similarity.METRICS, MODES, LAWS, EVALUATIONS, VARIANTS)
 CHEAP = {"integrated_gradients": {"steps": 4}, "ig_smoothgrad": {"steps": 2, "n_samples": 2},
          **{name: {"n_samples": 3} for name in ("smoothgrad", "smoothgrad_squared", "vargrad")}}
 
@@ -139,6 +139,22 @@ def test_a_law_added_by_the_readme_randomizes_the_blocks_by_it(register, tmp_pat
     assert maps.stages[0] == "original" and len(maps.stages) == 1 + len(model.block_names)
     spearman = csv[(csv.metric == "spearman_abs") & (csv.stage != "original")]
     assert len(spearman) and (spearman.value < 1 - 1e-6).any()  # the flipped weights change the maps
+
+
+def test_a_variant_added_by_the_readme_gets_its_cells_in_the_verdict_matrix(register, tmp_path):
+    register("Adding a dataset", "Adding a model", "Adding a sanity-check variant")
+    path = tmp_path / "models" / "stripes-tiny_cnn.pt"
+    save_checkpoint(build_model("tiny_cnn", seed=0), path, {"dataset": "stripes", "arch": "tiny_cnn"})
+    config = {"seed": 0, "methods": {"gradient": {}, "random_noise": {}}, "similarity": {"hog_pixels_per_cell": 4},
+              "evaluation": {"n_images": 4, "seeds": 2, "variants": ["mprt", "mprt_top"], "n_boot": 100,
+                             "settings": {"paper": {}, "permute": {"law": "permute"}}}}
+    out = evaluation_csv("stripes-tiny_cnn", "protocols", tmp_path)
+    run_evaluation("protocols", path, config, out, device="cpu")
+    csv = load_evaluation(out, "protocols")
+    top = csv[csv.variant == "mprt_top"]
+    assert set(top.setting) == {"paper", "permute"} and set(top.method) >= {"gradient", "random_noise"}
+    assert set(top.metric) == set(similarity.METRICS) and (top.n_seeds == 2).all()
+    assert top.verdict.isin(["pass", "unclear", "fail"]).all()
 
 
 def test_an_evaluation_added_by_the_readme_writes_its_csv_contract(register, tmp_path):

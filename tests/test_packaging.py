@@ -130,7 +130,7 @@ def test_the_imagenet_sections_of_the_presets():
     assert paper["methods"]["smoothgrad"]["n_samples"] == 50
 
 
-def test_imagenet_captions_name_the_weights_as_resolved():
+def test_captions_name_the_imagenet_weights_as_resolved_and_the_randomization_protocol():
     from saliency_sanity.config import figure_notes
 
     config = resolve_config("default", workflow_dir=WORKFLOW_DIR)
@@ -138,3 +138,8 @@ def test_imagenet_captions_name_the_weights_as_resolved():
     assert "inception_v3.weights: torchvision" in figure_notes(config, "imagenet", "inception_v3", "torchvision")
     untrained = resolve_config("smoke", workflow_dir=WORKFLOW_DIR)
     assert "UNTRAINED inception_v3" in figure_notes(untrained, "imagenet", "inception_v3", "random")
+    assert "randomization protocol: law model, blocks, top-down, BatchNorm statistics keep" in \
+        figure_notes(config, "imagenet", "inception_v3")
+    config["randomization"].update(law={"name": "gaussian_noise", "scale": 0.5}, order="bottom_up")
+    assert figure_notes(config, "mnist", "cnn").endswith(
+        "randomization protocol: law gaussian_noise (scale 0.5), blocks, bottom-up")

@@ -40,7 +40,7 @@ def test_dry_run_plans_every_stage_of_the_replication(tmp_path):
     # ImageNet: cascading and independent; no label randomization
     assert counts["randomize"] == models * modes + 2 * imagenet_models
     evaluations = evaluation_models(resolve_config("smoke", workflow_dir=ROOT / "workflow"))
-    assert counts["evaluate"] == sum(len(models) for models in evaluations.values()) == 10
+    assert counts["evaluate"] == sum(len(models) for models in evaluations.values()) == 12
     run_modes = {"mnist-cnn": ["cascading", "independent", "labels"], "mnist-mlp": ["cascading", "independent", "labels"],
                  "fashion-mnist-cnn": ["cascading", "independent", "labels"],
                  "imagenet-efficientnet_lite0": ["cascading", "independent"], "imagenet-inception_v3": ["cascading", "independent"],
@@ -62,11 +62,12 @@ def test_fewer_modes_plan_only_the_figures_they_feed(tmp_path):
     assert counts["randomize"] == 3 + 2 * 2  # ImageNet (two models): their own modes
     assert "train" in counts and counts["train"] == 3 + 2  # no random-label models needed; the shortcut models
     cascading_only = [f for f in FIGURES.values() if all(k.startswith("cascading_") for k in f.inputs)]
-    evaluation_figures = 1 + 1 + 2 + 2 + 2 + 2 * 2  # mnist-cnn: convergence, path outputs, ablation x 2, class
-    # conversion x 2; fashion: ablation x 2; the shortcut models: the accuracy and mass bars, the maps
+    evaluation_figures = 1 + 1 + 2 + 2 + 3 + 2 + 2 * 2  # mnist-cnn: convergence, path outputs, ablation x 2, class
+    # conversion x 2, the protocol matrix x 3; fashion: ablation x 2; the shortcut models: the accuracy and mass bars,
+    # the maps
     # ImageNet: its own modes and evaluations; the theory figures (3) do not depend on the modes
     imagenet = len(figures_for(["cascading", "independent"])) * 2 + len(figures_for([], ["convergence", "path_outputs",
-                                                                                       "ablation"]))
+                                                                                       "ablation", "protocols"]))
     assert counts["figure"] == 3 * len(cascading_only) + evaluation_figures + imagenet + 3
 
 

@@ -218,12 +218,16 @@ def training_settings(config: Mapping[str, Any], dataset: str, arch: str) -> dic
     return deep_merge(config["training"], overrides)
 
 
-def evaluation_settings(config: Mapping[str, Any], name: str, dataset: str, arch: str | None = None) -> dict[str, Any]:
+def evaluation_settings(config: Mapping[str, Any], name: str, dataset: str, arch: str | None = None,
+                        reads: Sequence[str] = ()) -> dict[str, Any]:
     """What evaluation job ``name`` reads for a model ``arch`` of ``dataset``: the randomization job's
     settings (seed, device, batch size, methods, images) and its section ``evaluations.<name>`` as
-    ``evaluation``, with ``imagenet.evaluations.<name>`` on top for an ImageNet model."""
+    ``evaluation``, with ``imagenet.evaluations.<name>`` on top for an ImageNet model. The similarity section
+    only where ``reads`` names it (the evaluation's registry entry), so that no other evaluation reruns when it
+    changes."""
     settings = randomize_settings(config, dataset, arch)
-    del settings["similarity"]
+    if "similarity" not in reads:
+        del settings["similarity"]
     section = copy.deepcopy((config.get("evaluations") or {}).get(name) or {})
     if dataset == "imagenet":
         section.update(copy.deepcopy(((config["imagenet"].get("evaluations") or {}).get(name)) or {}))
@@ -238,16 +242,33 @@ def evaluation_models(config: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def figure_notes(config: Mapping[str, Any], dataset: str, arch: str | None = None, weights: str | None = None) -> str:
-    """Caption notes of a model's figures: how the preset departs from the paper; untrained weights are always said.
+    """Caption notes of a model's figures: how the preset departs from the paper, and the randomization protocol
+    (re-initialization law, granularity, order; BatchNorm statistics for the ImageNet models); untrained weights
+    are always said.
 
     ``weights``: the ImageNet model's weights as the run resolved them (``auto`` stands for a source);
     default: the config's value.
     """
+    protocol = randomization_protocol(randomize_settings(config, dataset, arch)["randomization"], dataset)
     if dataset != "imagenet":
-        return config["figures"]["notes"]
-    notes = config["imagenet"]["notes"]
+        return f"{config['figures']['notes']}; {protocol}"
+    notes = f"{config['imagenet']['notes']}; {protocol}"
     weights = weights or ((config["imagenet"].get("models") or {}).get(arch) or {}).get("weights")
     if weights == "random":
         return notes + (f". UNTRAINED {arch} (imagenet.models.{arch}.weights: random): a check of the pipeline, "
                         "not the paper's result")
     return notes + f". {arch} with trained ImageNet weights (imagenet.models.{arch}.weights: {weights})"
+
+
+def randomization_protocol(randomization: Mapping[str, Any], dataset: str) -> str:
+    """The protocol of a randomization section in words, e.g. ``randomization protocol: law model, blocks,
+    top-down``; the defaults are the paper's."""
+    law = randomization.get("law") or "model"
+    if isinstance(law, Mapping):
+        params = ", ".join(f"{k} {v}" for k, v in law.items() if k != "name")
+        law = f"{law.get('name')} ({params})" if params else law.get("name")
+    words = [f"law {law}", randomization.get("granularity") or "blocks",
+             (randomization.get("order") or "top_down").replace("_", "-")]
+    if dataset == "imagenet":
+        words.append(f"BatchNorm statistics {randomization.get('batchnorm') or 'keep'}")
+    return "randomization protocol: " + ", ".join(words)

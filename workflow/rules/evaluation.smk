@@ -11,7 +11,8 @@ rule evaluate:
         csv=str(evaluation_csv("{model}", "{evaluation}")),
         maps=str(evaluation_npz("{model}", "{evaluation}")),
     params:
-        settings=lambda w: json.dumps(evaluation_settings(config, w.evaluation, *RUNS[w.model][:2]), sort_keys=True,
+        settings=lambda w: json.dumps(evaluation_settings(config, w.evaluation, *RUNS[w.model][:2],
+                                                          reads=EVALUATIONS[w.evaluation].reads), sort_keys=True,
                                       separators=(",", ":")),
         data_dir=config["data_dir"],
     wildcard_constraints:

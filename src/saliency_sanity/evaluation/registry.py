@@ -30,12 +30,14 @@ IMAGES_PER_CALL = 100  # images explained per harness call: bounds what a method
 @dataclass(frozen=True)
 class EvaluationRun:
     """What an evaluation works on: the loaded job (model, test examples, device, the data source with
-    the seed), the harness with the config's methods, and the batch size of the run; and the arrays it
-    keeps for the figures (:meth:`keep`), written to the evaluation's archive."""
+    the seed), the harness with the config's methods, the batch size of the run and the job's settings
+    (:func:`saliency_sanity.config.evaluation_settings`); and the arrays it keeps for the figures
+    (:meth:`keep`), written to the evaluation's archive."""
 
     job: ExplainJob
     harness: Harness
     batch_size: int | None
+    config: Mapping[str, Any] = field(default_factory=dict)
     kept: dict[str, np.ndarray] = field(default_factory=dict)
 
     def keep(self, **arrays: np.ndarray | torch.Tensor) -> None:
@@ -66,6 +68,8 @@ class Evaluation:
     columns: tuple[str, ...]
     datasets: tuple[str, ...] | None = None  # None: any dataset
     description: str = ""
+    reads: tuple[str, ...] = ()  # config sections it reads beyond the randomization job's (e.g. similarity)
+    check: Callable[[Mapping[str, Any]], None] | None = None  # checks its parameters' values when the DAG is planned
 
     def accepts(self) -> set[str]:
         """Its keyword parameters, settable in the config's ``evaluations.<name>`` section."""
@@ -73,12 +77,15 @@ class Evaluation:
         return {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
     def check_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The section's function parameters; an unknown one is an error naming the config key."""
+        """The section's function parameters; an unknown one, or a value the evaluation's own check refuses, is an
+        error naming the config key."""
         params = {k: v for k, v in params.items() if k not in SECTION_KEYS}
         unknown = sorted(set(params) - self.accepts())
         if unknown:
             raise ValueError(f"config key evaluations.{self.name} has unknown parameter(s) {unknown}; "
                              f"{self.name} takes {sorted(self.accepts() | set(SECTION_KEYS))}")
+        if self.check is not None:
+            self.check(params)
         return params
 
     def applies_to(self, dataset: str) -> bool:
@@ -99,13 +106,16 @@ EVALUATIONS: Registry[Evaluation] = Registry("evaluation")
 
 
 def register_evaluation(
-    name: str, *, columns: tuple[str, ...], datasets: tuple[str, ...] | None = None
+    name: str, *, columns: tuple[str, ...], datasets: tuple[str, ...] | None = None, reads: tuple[str, ...] = (),
+    check: Callable[[Mapping[str, Any]], None] | None = None,
 ) -> Callable[[EvaluationFn], EvaluationFn]:
-    """Register ``fn(run, **params) -> DataFrame`` (``columns``, in order) as evaluation ``name``."""
+    """Register ``fn(run, **params) -> DataFrame`` (``columns``, in order) as evaluation ``name``; ``reads``: the
+    config sections it needs besides the randomization job's (:func:`saliency_sanity.config.evaluation_settings`);
+    ``check(params)``: raises for a bad parameter value, so that it stops the workflow before any job runs."""
 
     def decorator(fn: EvaluationFn) -> EvaluationFn:
         doc = (inspect.getdoc(fn) or "").split("\n")[0]
-        EVALUATIONS.add(name, Evaluation(name, fn, tuple(columns), datasets, doc))
+        EVALUATIONS.add(name, Evaluation(name, fn, tuple(columns), datasets, doc, tuple(reads), check))
         return fn
 
     return decorator

@@ -44,7 +44,7 @@ def run_evaluation(
     job = load_job(model_path, harness, seed=seed, n_images=n_images, images=config.get("images"),
                    data_dir=data_dir or config.get("data_dir", "data"), device=device, baselines=baselines)
     log.info("%s of %s: %d images, device %s", name, job.name, len(job.examples.images), job.device)
-    run = EvaluationRun(job, harness, batch_size)
+    run = EvaluationRun(job, harness, batch_size, config)
     table = evaluation(run, **params)
     identity = {"dataset": job.dataset, "model": job.name, "evaluation": name}  # contracts.EVALUATION_IDENTITY
     table = pd.concat([pd.DataFrame({k: [v] * len(table) for k, v in identity.items()}, index=table.index), table],

@@ -4,7 +4,8 @@
 PDF + PNG with a caption record; ``write_index(out_dir)`` lists them in ``index.md``.
 """
 
-from saliency_sanity.figures.inputs import FigureInputError, MapSet, load_maps, load_similarity, mean_ci
+from saliency_sanity.figures.inputs import FigureInputError, MapSet, load_maps, load_similarity
+from saliency_sanity.statistics import mean_ci
 from saliency_sanity.figures.registry import (
     FIGURES,
     FigureSpec,

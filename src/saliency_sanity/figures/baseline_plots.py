@@ -17,7 +17,8 @@ from matplotlib.patches import Patch
 
 from saliency_sanity.contracts import NO_BASELINE
 from saliency_sanity.figures import style
-from saliency_sanity.figures.inputs import N_BOOT, FigureInputError, MapSet, stage_names, summarize
+from saliency_sanity.figures.inputs import FigureInputError, MapSet, stage_names, summarize
+from saliency_sanity.statistics import N_BOOT
 from saliency_sanity.figures.plots import (
     GAP,
     PANEL_IN,

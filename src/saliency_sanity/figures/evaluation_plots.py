@@ -14,7 +14,8 @@ from matplotlib.ticker import ScalarFormatter
 
 from saliency_sanity.contracts import NO_BASELINE
 from saliency_sanity.figures import style
-from saliency_sanity.figures.inputs import FigureInputError, configured, mean_ci, require_arrays
+from saliency_sanity.figures.inputs import FigureInputError, configured, require_arrays
+from saliency_sanity.statistics import mean_ci
 from saliency_sanity.figures.plots import map_colorbar, map_grid, show_image, show_map
 
 TARGET_RULE, TARGET_STEPS = "right", 50  # the reference: 50 right-Riemann points

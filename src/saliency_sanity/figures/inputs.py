@@ -1,7 +1,7 @@
 """Reading the runners' outputs (similarity CSV, maps npz, evaluation CSV) with errors that say what is wrong.
 
-Also the one statistic every figure shows: the mean over images with a percentile-bootstrap
-95 % confidence interval.
+Also :func:`summarize`, the one statistic every figure shows: the mean over images with a
+percentile-bootstrap 95 % confidence interval (:func:`saliency_sanity.statistics.mean_ci`).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from saliency_sanity.contracts import MAPS_NAMES as NPZ_NAMES
 from saliency_sanity.contracts import MAPS_OPTIONAL as NPZ_OPTIONAL
 from saliency_sanity.contracts import NORMALIZATIONS
 from saliency_sanity.contracts import SIMILARITY_COLUMNS as CSV_COLUMNS
+from saliency_sanity.statistics import mean_ci
 
-N_BOOT = 1000
-CI_LEVEL = 0.95
 
 
 class FigureInputError(ValueError):
@@ -202,21 +201,6 @@ def _check_shapes(m: MapSet) -> None:
         _check_array(m, "baseline_display", expected, "(baselines, grid_images, C, H, W)")
     if m.labels.shape != (n,):
         raise FigureInputError(f"{m.path}: labels has shape {m.labels.shape}, expected {(n,)}")
-
-
-def mean_ci(values: np.ndarray, *, n_boot: int = N_BOOT, level: float = CI_LEVEL, seed: int = 0):
-    """(mean, low, high): percentile bootstrap CI of the mean; NaNs (undefined scores) dropped.
-
-    Deterministic for a seed, so figures do not change between reruns on the same data.
-    """
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return np.nan, np.nan, np.nan
-    means = values[np.random.default_rng(seed).integers(0, values.size, (n_boot, values.size))].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return values.mean(), low, high
 
 
 def configured(table: pd.DataFrame) -> pd.DataFrame:

@@ -19,7 +19,8 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 
 from saliency_sanity.figures import style
-from saliency_sanity.figures.inputs import N_BOOT, FigureInputError, MapSet, configured, stage_names, summarize
+from saliency_sanity.figures.inputs import FigureInputError, MapSet, configured, stage_names, summarize
+from saliency_sanity.statistics import N_BOOT
 
 PANEL_IN = 0.95  # inches per map panel
 GAP = 0.25  # width of the spacer before the model-free controls, in panels

@@ -19,7 +19,7 @@ import matplotlib
 from matplotlib.figure import Figure
 
 from saliency_sanity.contracts import figure_input_path, parse_figure_input
-from saliency_sanity.figures import baseline_plots, evaluation_plots, plots, style, theory_plots
+from saliency_sanity.figures import baseline_plots, evaluation_plots, plots, style, theory_plots, verdict_plots
 from saliency_sanity.figures.inputs import (
     FigureInputError,
     load_evaluation,
@@ -247,6 +247,35 @@ for _spec in (
             "minus its map for the target class (red: evidence for the source, blue: for the target), with the "
             "erased pixels outlined.",
             ("eval_class_conversion_maps",),
+        ),
+        FigureSpec(
+            "verdict_matrix",
+            verdict_plots.verdict_matrix,
+            "Which sanity-check verdicts survive a change of protocol, for {model}: each method (rows) under each "
+            "variant of the test and protocol setting (columns; mprt: similarity after every block is re-initialized; "
+            "smprt: the same with maps averaged over noisy copies of the input; random_logit: the map for a random "
+            "other class; emprt: the rise of the map's entropy), per metric (panels). Cells: the mean score over "
+            "images and seeds, green where its confidence interval lies on the passing side of tau, red where it "
+            "lies on the other, grey where it contains tau; bold where the setting flips the reference setting's "
+            "verdict. The model-free controls (edge detectors, random noise) are the null maps.",
+            ("eval_protocols_csv",),
+        ),
+        FigureSpec(
+            "verdict_flips",
+            verdict_plots.verdict_flips,
+            "Where a protocol setting flips a sanity-check verdict of {model}: for each variant, every setting "
+            "other than the reference, per metric (panels); a red cell is a method whose verdict differs from the "
+            "one the reference setting gives (reference → this setting).",
+            ("eval_protocols_csv",),
+        ),
+        FigureSpec(
+            "activation_scale",
+            verdict_plots.activation_scale,
+            "What re-initialization does to the scale of {model}'s activations (Binder et al. 2023): for each "
+            "block, the root mean square of its output over the test images after every block is re-initialized, "
+            "over the same in the trained model (log10), one line per protocol setting. A change of scale alone "
+            "can change a gradient map without changing what the model computes in any useful sense.",
+            ("eval_protocols_maps",),
         ),
         FigureSpec(
             "convsum_maps",

@@ -17,7 +17,8 @@ from matplotlib.lines import Line2D
 
 from saliency_sanity import similarity
 from saliency_sanity.figures import style
-from saliency_sanity.figures.inputs import N_BOOT, FigureInputError, mean_ci, require_arrays
+from saliency_sanity.figures.inputs import FigureInputError, require_arrays
+from saliency_sanity.statistics import N_BOOT, mean_ci
 from saliency_sanity.figures.plots import SIGNED_CMAP, map_grid, map_colorbar, show_image
 
 REFERENCE_LABELS = {

@@ -64,3 +64,14 @@ def independent(model: SanityModel, seed: int, law: LawSpec | None = None,
         randomized = copy.deepcopy(trained)
         law.apply(randomized, name, block_generator(seed, name))
         yield index, name, randomized.to(device)
+
+
+def fully_randomized(model: SanityModel, seed: int, law: LawSpec | None = None,
+                     units: Sequence[str] | None = None) -> SanityModel:
+    """A copy of ``model`` with every block (or each of ``units``) re-initialized: the cascading test's last
+    stage, with the same weights, made without the copies of the stages between."""
+    law = law or LawSpec.parse(MODEL_LAW)
+    randomized = _cpu_copy(model)
+    for name in model.block_names if units is None else units:
+        law.apply(randomized, name, block_generator(seed, name))
+    return randomized.to(_device(model))

@@ -8,7 +8,8 @@ it needs beyond the model (``needs``: today only ``random_label_model``, the mod
 permuted labels) and how to name its stages before running them (``stage_names``).
 
 The built-in modes: ``cascading`` and ``independent`` model-parameter randomization (blocks from
-the logits down, :mod:`saliency_sanity.randomization.blocks`), ``labels`` (the model trained on
+the logits down, :mod:`saliency_sanity.randomization.blocks`), ``full`` (every block at once: the
+cascade's last stage alone, for a verdict that reads only that), ``labels`` (the model trained on
 permuted labels) and ``random_logit`` (the same model explaining a random other class).
 """
 
@@ -30,6 +31,7 @@ RANDOM_LABEL_MODEL = "random_label_model"
 ORDERS = ("top_down", "bottom_up")
 RANDOM_LABELS_STAGE = "random_labels"
 RANDOM_LOGIT_STAGE = "random_logit"
+FULLY_RANDOMIZED_STAGE = "fully_randomized"
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,14 @@ def independent(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
     """Each block re-initialized alone in the trained model."""
     for index, name, stage_model in blocks.independent(model, inputs.seed, inputs.law, inputs.units(model)):
         yield Stage(index, name, stage_model)
+
+
+@register_mode("full", stage_names=lambda model, inputs: [ORIGINAL_STAGE, FULLY_RANDOMIZED_STAGE])
+def full(model: SanityModel, inputs: ModeInputs) -> Iterator[Stage]:
+    """Every block re-initialized at once: the cascading test's last stage without the stages between (the
+    same weights, drawn block by block from the same seeds)."""
+    yield Stage(0, ORIGINAL_STAGE, model)
+    yield Stage(1, FULLY_RANDOMIZED_STAGE, blocks.fully_randomized(model, inputs.seed, inputs.law, inputs.units(model)))
 
 
 @register_mode("labels", stage_names=lambda model, inputs: [ORIGINAL_STAGE, RANDOM_LABELS_STAGE], needs=(RANDOM_LABEL_MODEL,))

@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,7 +43,8 @@ from saliency_sanity.jobs import load_job
 from saliency_sanity.models import SanityModel, load_checkpoint, read_record
 from saliency_sanity.models.base import GRANULARITIES
 from saliency_sanity.randomization.laws import MODEL_LAW, LawSpec
-from saliency_sanity.randomization.modes import ORDERS, RANDOM_LABEL_MODEL, ModeInputs, mode_spec
+from saliency_sanity.randomization.modes import ORDERS, RANDOM_LABEL_MODEL, ModeInputs, Stage, mode_spec
+from saliency_sanity.randomization.variants import NoiseAverage, discrete_entropy
 from saliency_sanity.runtime import atomic_write, write_npz
 
 log = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ class Settings:
         batch_size = config_value(config, "randomization.batch_size", None)
         return cls(
             seed=int(config.get("seed", 0)),
-            n_images=_optional_positive_int(config_value(config, "randomization.n_images", 0), "randomization.n_images"),
+            n_images=_optional_positive_int(config_value(config, "randomization.n_images", None), "randomization.n_images"),
             explain=one_of(config_value(config, "randomization.explain", "predicted"), EXPLAIN, "randomization.explain"),
             batch_size=_optional_positive_int(batch_size, "randomization.batch_size"),
             method_params={name: dict(p or {}) for name, p in (config.get("methods") or {}).items()},
@@ -146,6 +148,8 @@ class RunResult:
     scores: list[dict[Series, dict[str, list[float]]]] = field(default_factory=list)  # [stage][series][metric]
     # [stage][series]: each map's completeness error, for methods registered with completeness=True
     completeness: list[dict[Series, np.ndarray]] = field(default_factory=list)
+    # [stage][series]: each map's discrete entropy (variants.discrete_entropy), when run_stages is given entropy_bins
+    entropy: list[dict[Series, np.ndarray]] = field(default_factory=list)
     # baseline label -> its first draw for the first grid images at stage 0, (G, C, H, W) mapped to [0, 1]
     baseline_display: dict[str, np.ndarray] = field(default_factory=dict)
     # wall seconds of the runner's own parts; the methods' are the harness's (Harness.seconds)
@@ -165,10 +169,17 @@ PARTS = ("stage_models", "predictions", "completeness", "similarity")
 
 def run_stages(
     stages, harness: Harness, methods: list[Method], examples: Examples, settings: Settings,
-    normalization: str, progress: tqdm | None = None, baselines: Sequence[BaselineSpec] = (),
+    normalization: str, progress: tqdm | None = None, baselines: Sequence[BaselineSpec] = (), *,
+    average: NoiseAverage | None = None, entropy_bins: int | None = None,
+    probe: Callable[[Stage], ContextManager] | None = None,
 ) -> RunResult:
     """Explain the examples at every stage, every method with its configured baseline and each path method
-    with each of ``baselines``, and score each map against the same series' stage-0 map."""
+    with each of ``baselines``, and score each map against the same series' stage-0 map.
+
+    ``average``: each map is the mean of the maps of noisy copies of its input (sMPRT), all copies explained
+    in one harness call, the same copies at every stage; completeness is then not checked. ``entropy_bins``:
+    record each map's discrete entropy. ``probe(stage)``: a context entered around the stage's forward pass
+    on the inputs (e.g. to record activations), so that no pass is added for it."""
     images, labels = examples.images, examples.labels
     names = {m.name for m in methods}
     by_name = {m.name: m for m in methods}
@@ -183,25 +194,33 @@ def run_stages(
             result = RunResult(list(variants), seconds=seconds)
         clock = time.perf_counter()
         x = stage.transform(images) if stage.transform is not None else images
-        logits = logits_of(stage.model, x, settings.batch_size)
+        with probe(stage) if probe is not None else nullcontext():
+            logits = logits_of(stage.model, x, settings.batch_size)
         predictions = logits.argmax(dim=1)
         seconds["predictions"] += time.perf_counter() - clock
         targets = predictions if settings.explain == "predicted" else labels
         if stage.targets is not None:
             targets = stage.targets(logits, labels)
-        stage_maps, stage_scores, stage_completeness, baseline_logits = {}, {}, {}, {}
+        stage_maps, stage_scores, stage_completeness, stage_entropy, baseline_logits = {}, {}, {}, {}, {}
         if progress is not None:
             progress.set_postfix_str(stage.name)
-        for name, label, maps in harness.iter_explain_baselines(stage.model, x, targets, baselines, stage=stage.index):
+        explained, explained_targets = x, targets
+        if average is not None:
+            explained = average.copies(x, settings.seed)
+            explained_targets = targets.repeat_interleave(average.n_samples)
+        for name, label, maps in harness.iter_explain_baselines(stage.model, explained, explained_targets, baselines,
+                                                                stage=stage.index):
             key = (name, label)
             if key not in variants:
                 continue
             clock = time.perf_counter()
+            if average is not None:
+                maps = average.reduce(maps)
             bound = variants[key].bind(by_name[name], stage.index)
             if stage.index == 0 and label != NO_BASELINE and label not in result.baseline_display:
                 result.baseline_display[label] = _displayed(bound.baselines_for(x)[0][:settings.grid_images],
                                                             examples)
-            if by_name[name].completeness:
+            if by_name[name].completeness and average is None:
                 drawn = (label, bound.draws)
                 if drawn not in baseline_logits:  # series with the same baseline share its forward pass
                     draws = bound.baselines_for(x)  # (draws, *x.shape)
@@ -219,6 +238,8 @@ def run_stages(
             reference.setdefault(key, prepared)
             stage_scores[key] = similarity.compare(reference[key], prepared)
             stage_maps[key] = KeptMaps.of(prepared, None if stage.index == 0 else settings.grid_images)
+            if entropy_bins is not None:
+                stage_entropy[key] = discrete_entropy(prepared.absolute, entropy_bins)
             seconds["similarity"] += time.perf_counter() - clock
             if progress is not None:
                 progress.update()
@@ -228,6 +249,7 @@ def run_stages(
         result.predictions.append(predictions.cpu().numpy())
         result.scores.append(stage_scores)
         result.completeness.append(stage_completeness)
+        result.entropy.append(stage_entropy)
         del stage  # free the stage's model before the next one is built
         clock = time.perf_counter()
     if result is None:
