@@ -58,7 +58,7 @@ from saliency_sanity.verdicts import SCORE_COLUMNS, VERDICT_COLUMNS, verdict_tab
 log = logging.getLogger(__name__)
 
 AXES = ("law", "granularity", "order", "batchnorm")
-DEFAULT_TAU = {"spearman_abs": 0.5, "spearman_signed": 0.5, "ssim": 0.5, "hog": 0.5, ENTROPY: 0.0}
+DEFAULT_TAU = {"spearman_abs": 0.5, "spearman_signed": 0.5, "ssim": 0.5, "hog": 0.5, ENTROPY: 0.05}
 KEY = "evaluations.protocols"
 
 
