@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 AXES = ("law", "granularity", "order", "batchnorm")
 DEFAULT_TAU = {"spearman_abs": 0.5, "spearman_signed": 0.5, "ssim": 0.5, "hog": 0.5, ENTROPY: 0.05}
 KEY = "evaluations.protocols"
+BATCHNORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)  # the layers whose running statistics reset
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class ProtocolSetting:
         if changed == ["granularity"] and model.randomization_units("modules") == model.block_names:
             return "each of its blocks is one module"
         if changed == ["batchnorm"]:
-            if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            if not any(isinstance(m, BATCHNORM_LAYERS) for m in model.modules()):
                 return "it has no BatchNorm"
             if self.law.law.name != MODEL_LAW:
                 return f"law {self.law.law.name!r} does not read the BatchNorm switch"
@@ -241,6 +242,7 @@ def protocols(
         raise ValueError(f"config key {KEY}.confidence must lie in (0, 1), got {confidence}")
     parsed = [ProtocolSetting.parse(name, axes, base) for name, axes in (settings or {reference: {}}).items()
               if axes is not None]  # null leaves a setting out (a preset on top of another)
+    parsed.sort(key=lambda setting: setting.name != reference)  # the reference first (the job's JSON sorts the keys)
     by_name = {s.name: s for s in parsed}
     chosen = _variants(variants)
     model, examples = run.job.model, run.job.examples
@@ -274,6 +276,7 @@ def protocols(
     for seed, run_name, sweep in sweeps:
         log.info("seed %d: %s run (%s mode) over settings %s", seed, run_name, sweep.mode,
                  [s.name for s in sweep.settings])
+        harness.seconds.clear()  # the run's own method times in its log
         result = run_stages(sweep.stages(), harness, methods, examples, replace(base, seed=seed), normalization,
                             progress, average=runs[run_name][1], entropy_bins=entropy_bins,
                             probe=probe if run_name == RANDOMIZED else None)

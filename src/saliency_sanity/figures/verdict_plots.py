@@ -89,12 +89,13 @@ def verdict_matrix(data: dict, model: str) -> tuple[Figure, str]:
 def _facts(table: pd.DataFrame) -> str:
     seeds, images = int(table["n_seeds"].max()), int(table["n_images"].max())
     counts = table["verdict"].value_counts()
-    return (f"{images} test images x {seeds} seeds per cell; score: the mean, with a two-way (images x seeds) "
-            f"bootstrap CI at the level in the config; thresholds tau per metric as in the panel titles. "
-            f"Verdicts: {', '.join(f'{counts.get(v, 0)} {v}' for v in VERDICTS)}. Median agreement of the seeds "
-            f"(Krippendorff's alpha over images): {np.nanmedian(table['reliability']):.2f}."
-            if np.isfinite(table["reliability"]).any() else
-            f"{images} test images x {seeds} seed per cell; score: the mean with a bootstrap CI over images.")
+    reliability = table["reliability"].to_numpy(dtype=float)
+    agreement = (f" Median agreement of the seeds (Krippendorff's alpha, images as units): "
+                 f"{np.nanmedian(reliability):.2f}." if np.isfinite(reliability).any() else
+                 " The seeds' agreement needs two images or more; it is not given.")
+    return (f"{images} test image(s) x {seeds} seed(s) per cell; score: the mean, with a bootstrap CI resampling "
+            f"images and seeds (level as configured); tau per metric as in the panel titles. "
+            f"Verdicts: {', '.join(f'{counts.get(v, 0)} {v}' for v in VERDICTS)}.{agreement}")
 
 
 def verdict_flips(data: dict, model: str) -> tuple[Figure, str]:
