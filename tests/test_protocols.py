@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from saliency_sanity.config import resolve_config
-from saliency_sanity.evaluation.protocols import ProtocolSetting, Sweep
+from saliency_sanity.evaluation.protocols import ActivationScale, ProtocolSetting, Sweep, activation_rows
 from saliency_sanity.models import build_model
 from saliency_sanity.names import check_names
 from saliency_sanity.randomization import (
     VARIANTS,
     ModeInputs,
     NoiseAverage,
+    RunResult,
     RunScores,
     Settings,
     discrete_entropy,
@@ -27,6 +28,7 @@ from saliency_sanity.randomization import (
     mode_spec,
 )
 from saliency_sanity.randomization.laws import LawSpec
+from saliency_sanity.randomization.variants import ENTROPY_FLOOR
 from saliency_sanity.verdicts import VERDICT_COLUMNS, verdict, verdict_table
 
 
@@ -46,20 +48,27 @@ def test_discrete_entropy_of_a_constant_map_an_even_spread_and_noise_are_the_han
     assert discrete_entropy(noise, 100)[0] == pytest.approx(math.log(100) - 99 / (2 * 78400), abs=0.002)
 
 
-def test_emprt_is_the_log_entropy_ratio_and_undefined_where_a_map_is_constant():
-    # a map spread over 2 bins (log 2 nats) that spreads over 4 (log 4) after randomization: the entropy doubles
+def test_emprt_is_the_log_entropy_ratio_and_a_map_that_dies_is_a_large_fall():
+    # a map spread over 2 bins (log 2 nats) that spreads over 4 (log 4) after randomization: the entropy doubles;
+    # constant before and after: no rise; a map that dies (entropy 0): log(floor / 1) far below any tau
     run = RunScores(similarity=[{}, {}], entropy=[np.array([math.log(2), 0.0, 1.0, 1.0]),
-                                                  np.array([math.log(4), 1.0, 1.0, 0.0])])
+                                                  np.array([math.log(4), 0.0, 1.0, 0.0])])
     rise = VARIANTS["emprt"].score(run)["entropy"]
-    assert rise[0] == pytest.approx(math.log(2)) and np.isnan(rise[1]) and rise[2] == 0.0 and np.isnan(rise[3])
+    assert rise[0] == pytest.approx(math.log(2), abs=1e-3) and rise[1] == 0.0 and rise[2] == 0.0
+    assert rise[3] == pytest.approx(math.log(ENTROPY_FLOOR / (1 + ENTROPY_FLOOR)))
     assert VARIANTS["emprt"].criterion == "above"
 
 
-def test_emprt_of_two_noise_maps_is_zero_on_average_so_noise_does_not_pass():
+def test_the_noise_control_fails_emprt_and_plain_entropy_ratios_would_be_biased_upwards():
+    # two independent draws of |normal| noise maps per image, as the random_noise control gives at stages 0 and 1
     rng = np.random.default_rng(0)
-    before, after = (discrete_entropy(np.abs(rng.normal(size=(400, 28, 28))) / 4, 100) for _ in range(2))
+    before, after = (discrete_entropy(np.clip(np.abs(rng.normal(size=(60, 28, 28))) / 3, 0, 1), 100)
+                     for _ in range(2))
     rise = VARIANTS["emprt"].score(RunScores([{}, {}], [before, after]))["entropy"]
-    assert abs(rise.mean()) < 3 * rise.std() / np.sqrt(len(rise))
+    scores = pd.DataFrame(dict(method="random_noise", baseline="none", variant="emprt", setting="paper",
+                               metric="entropy", seed=0, image=np.arange(60), value=rise))
+    table = verdict_table(scores, criteria={"emprt": "above"}, tau={"entropy": 0.05}, reference="paper")
+    assert table["verdict"].iloc[0] == "fail" and abs(table["score"].iloc[0]) < 0.02
 
 
 def test_mprt_reads_the_last_stage_and_mprt_curve_the_mean_over_the_randomized_stages():
@@ -82,6 +91,8 @@ def test_noise_average_draws_the_same_copies_for_a_seed_and_reduces_to_their_mea
     spread = (copies.view(3, 4, -1) - x.view(3, 1, -1)).std()
     assert 0.1 * 0.2 < spread < 2 * 0.2  # noise of 0.2 x each image's range (about 1)
     assert torch.allclose(average.reduce(copies), copies.view(3, 4, 1, 5, 5).mean(1))
+    assert torch.equal(average.copies(x[1:], seed=7, first=1), copies[4:])  # a chunk gets the whole batch's copies
+    assert NoiseAverage(4, 0.2, images_per_call=8).chunks(5) == [slice(0, 2), slice(2, 4), slice(4, 5)]
     assert torch.equal(NoiseAverage(2, 0.0).reduce(NoiseAverage(2, 0.0).copies(x, 0)), x)
     with pytest.raises(ValueError, match="smprt needs n_samples >= 1"):
         NoiseAverage(0, 0.1)
@@ -102,15 +113,33 @@ def test_the_full_mode_gives_the_cascades_last_stage_weights():
     assert torch.equal(fully_randomized(model, 3, inputs.law).logits.weight, last.model.logits.weight)
 
 
-def test_a_sweep_shares_stage_0_and_numbers_every_settings_stages_after_it():
+def test_a_sweep_shares_stage_0_and_keeps_each_settings_stage_indices():
     model = build_model("cnn", seed=0)
     base = Settings.from_config({"randomization": {"n_images": 2}})
     settings = [ProtocolSetting.parse("paper", {}, base), ProtocolSetting.parse("permute", {"law": "permute"}, base)]
     sweep = Sweep(model, settings, "cascading", seed=0)
     stages = list(sweep.stages())
-    assert [s.index for s in stages] == list(range(1 + 2 * len(model.block_names)))
+    # stage k of each setting keeps index k: the methods' noise at stage k is the same for both settings
+    assert [s.index for s in stages] == [0, 1, 2, 3, 4, 1, 2, 3, 4]
     assert sweep.segments == ["paper"] * 4 + ["permute"] * 4
     assert stages[0].name == "paper:original" and stages[5].name == "permute:logits"
+
+
+def test_a_sweeps_scores_give_each_setting_stage_0_then_its_own_stages():
+    model = build_model("cnn", seed=0)
+    base = Settings.from_config({})
+    settings = [ProtocolSetting.parse("a", {}, base), ProtocolSetting.parse("b", {"law": "permute"}, base)]
+    sweep = Sweep(model, settings, "full", seed=0)
+    series = ("gradient", "none")
+    result = RunResult([series], stages=["a:original", "a:fully_randomized", "b:fully_randomized"],
+                       scores=[{series: {"ssim": [1.0]}}, {series: {"ssim": [0.3]}}, {series: {"ssim": [0.7]}}],
+                       entropy=[{series: np.array([2.0])}, {series: np.array([2.5])}, {series: np.array([1.0])}])
+    scores = sweep.scores(result)
+    assert [s["ssim"].tolist() for s in scores["b", series].similarity] == [[1.0], [0.7]]
+    assert [h.tolist() for h in scores["a", series].entropy] == [[2.0], [2.5]]
+    probe = ActivationScale(["logits"])
+    probe.rms = [np.array([1.0]), np.array([2.0]), np.array([3.0])]
+    assert activation_rows(probe, sweep, settings)[:, 0].tolist() == [1.0, 2.0, 3.0]
 
 
 def test_a_setting_that_changes_nothing_for_a_model_is_moot_and_an_unknown_axis_is_named():
@@ -120,6 +149,9 @@ def test_a_setting_that_changes_nothing_for_a_model_is_moot_and_an_unknown_axis_
     assert "one module" in ProtocolSetting.parse("modules", {"granularity": "modules"}, base).moot_for(cnn, paper)
     assert "no BatchNorm" in ProtocolSetting.parse("bn", {"batchnorm": "reset"}, base).moot_for(cnn, paper)
     assert ProtocolSetting.parse("permute", {"law": "permute"}, base).moot_for(cnn, paper) is None
+    bottom_up = ProtocolSetting.parse("bottom_up", {"order": "bottom_up"}, base)
+    assert bottom_up.moot_for(cnn, paper, reads_curve=True) is None  # mprt_curve reads the order
+    assert "curve" in bottom_up.moot_for(cnn, paper, reads_curve=False)  # the fully randomized model alone: a re-draw
     with pytest.raises(ValueError, match=r"protocols.settings.odd sets \['depth'\]"):
         ProtocolSetting.parse("odd", {"depth": 2}, base)
     with pytest.raises(ValueError, match="protocols.settings.odd.order"):
@@ -170,6 +202,10 @@ def test_the_seeds_agreement_is_high_when_each_image_keeps_its_score_across_seed
             [(0.05, 0), (0.05, 1), (0.05, 2)] for i in range(40)]
     steady = verdict_table(pd.DataFrame(rows), criteria={"mprt": "below"}, tau={"ssim": 0.5}, reference="paper")
     assert steady["reliability"].iloc[0] > 0.95
+    for row in rows:  # every value drawn afresh: the seeds no longer agree on which image scores high
+        row["value"] = rng.normal()
+    noisy = verdict_table(pd.DataFrame(rows), criteria={"mprt": "below"}, tau={"ssim": 0.5}, reference="paper")
+    assert abs(noisy["reliability"].iloc[0]) < 0.2
 
 
 @pytest.mark.parametrize("section, message", [

@@ -67,6 +67,10 @@ class Harness:
         return any(bound.baseline is not None and bound.baseline.baseline.needs_train_data
                    for bound in (self.bind(method) for method in self.methods))
 
+    def reseed(self, seed: int) -> None:
+        """Draw the stochastic methods' noise from ``seed`` from now on (a protocol matrix runs several seeds)."""
+        self.context = replace(self.context, seed=seed)
+
     def set_data(self, *, valid_range: ValidRange, train_data: torch.Tensor | None = None) -> None:
         """The inputs' valid range and the training inputs, for the baselines (the runner sets them
         once it has loaded the data)."""

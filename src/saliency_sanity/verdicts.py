@@ -8,7 +8,7 @@ verdict that is ``pass`` only by its mean would be a coin toss for the next seed
 
 :func:`verdict_table` turns per-image, per-seed scores into the tidy verdict matrix (:data:`VERDICT_COLUMNS`):
 one row per method, baseline, variant, protocol setting and metric, and marks where a setting flips the verdict
-that the reference setting gives. Pure pandas, so figures may import it.
+that the reference setting gives (``flipped``; ``reversed``: pass <-> fail). Pure pandas, so figures may import it.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import pandas as pd
 from saliency_sanity.statistics import CI_LEVEL, N_BOOT, krippendorff_alpha, mean_ci
 
 VERDICTS = ("pass", "unclear", "fail")
+ENTROPY = "entropy"  # the metric name of eMPRT's score (a map's own entropy rise, not a similarity)
 SCORE_COLUMNS = ("method", "baseline", "variant", "setting", "metric", "seed", "image", "value")
 CELL = ("method", "baseline", "variant", "setting", "metric")
 VERDICT_COLUMNS = (*CELL, "criterion", "tau", "score", "ci_low", "ci_high", "verdict", "reliability", "n_images",
-                   "n_seeds", "reference", "reference_verdict", "flipped")
+                   "n_seeds", "reference", "reference_verdict", "flipped", "reversed")
 
 
 def verdict(low: float, high: float, tau: float, criterion: str) -> str:
@@ -57,10 +58,13 @@ def verdict_table(scores: pd.DataFrame, *, criteria: Mapping[str, str], tau: Map
                          ci_high=high, verdict=verdict(low, high, tau[metric], criterion),
                          reliability=krippendorff_alpha(values) if values.shape[1] > 1 else np.nan,
                          n_images=int(np.isfinite(values).any(axis=1).sum()), n_seeds=values.shape[1]))
-    matrix = pd.DataFrame(rows, columns=[c for c in VERDICT_COLUMNS if c not in ("reference", "reference_verdict", "flipped")])
+    matrix = pd.DataFrame(rows, columns=[c for c in VERDICT_COLUMNS
+                                         if c not in ("reference", "reference_verdict", "flipped", "reversed")])
     matrix["reference"] = reference
     key = ["method", "baseline", "variant", "metric"]
     references = matrix[matrix["setting"] == reference].set_index(key)["verdict"].rename("reference_verdict")
     matrix = matrix.join(references, on=key)
     matrix["flipped"] = matrix["reference_verdict"].notna() & (matrix["verdict"] != matrix["reference_verdict"])
+    # a pass turned fail or a fail turned pass, not a move to or from unclear
+    matrix["reversed"] = matrix["flipped"] & (matrix["verdict"] != "unclear") & (matrix["reference_verdict"] != "unclear")
     return matrix[list(VERDICT_COLUMNS)]

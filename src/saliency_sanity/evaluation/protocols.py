@@ -10,7 +10,10 @@ agreement (Krippendorff's alpha) and whether the setting flips the reference set
 A setting (``settings: {name: {law, granularity, order, batchnorm}}``) changes these protocol axes of the run's
 randomization section; ``{}`` is the run's own protocol, null leaves the setting out. A setting that changes nothing for a model (module
 granularity where each block is one module; BatchNorm statistics where there is no BatchNorm, or where the law
-is not the model's own initializer, which alone reads that switch) is left out for that model and logged.
+is not the model's own initializer, which alone reads that switch; order and granularity where no variant reads
+the cascade's curve, since the fully randomized model is then a fresh draw of the same protocol) is left out for
+that model and logged. Each seed re-draws the weights, the methods' noise and sMPRT's copies; within a seed,
+stage k of every setting draws the same method noise, so that settings differ by their protocol alone.
 
 Shared work: for each seed, the stages of every setting are one run of the runner against one stage 0 (the
 trained model's maps are computed once per seed, not once per setting), the ``full`` mode replaces the cascade
@@ -36,14 +39,13 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from saliency_sanity.config import one_of, positive_int
+from saliency_sanity.config import one_of, positive_int, randomization_protocol
 from saliency_sanity.evaluation.registry import EvaluationRun, register_evaluation
 from saliency_sanity.models.base import GRANULARITIES, SanityModel
 from saliency_sanity.randomization.laws import MODEL_LAW, LawSpec
 from saliency_sanity.randomization.modes import ORDERS, ModeInputs, Stage, mode_spec
 from saliency_sanity.randomization.runner import BATCHNORM, RunResult, Settings, run_stages
 from saliency_sanity.randomization.variants import (
-    ENTROPY,
     RANDOM_LOGIT,
     RANDOMIZED,
     SMOOTHED,
@@ -53,7 +55,7 @@ from saliency_sanity.randomization.variants import (
     Variant,
 )
 from saliency_sanity.similarity import METRICS
-from saliency_sanity.verdicts import SCORE_COLUMNS, VERDICT_COLUMNS, verdict_table
+from saliency_sanity.verdicts import ENTROPY, SCORE_COLUMNS, VERDICT_COLUMNS, verdict_table
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +93,15 @@ class ProtocolSetting:
     def inputs(self, seed: int) -> ModeInputs:
         return ModeInputs(seed=seed, law=self.law, granularity=self.granularity, order=self.order)
 
-    def moot_for(self, model: SanityModel, reference: ProtocolSetting) -> str | None:
-        """Why this setting cannot differ from ``reference`` on ``model`` (None: it can)."""
+    def moot_for(self, model: SanityModel, reference: ProtocolSetting, reads_curve: bool = True) -> str | None:
+        """Why this setting cannot differ from ``reference`` on ``model`` (None: it can). Without a variant that reads
+        the cascade's curve (``reads_curve``), only the fully randomized model counts, and order and granularity
+        leave its weights distributed alike: a fresh draw of the same protocol, not another protocol."""
         if self.name == reference.name:
             return None
         changed = [axis for axis in AXES if getattr(self, axis) != getattr(reference, axis)]
+        if not reads_curve and changed and set(changed) <= {"order", "granularity"}:
+            return "order and granularity change only the cascade's curve, which no configured variant reads"
         if changed == ["granularity"] and model.randomization_units("modules") == model.block_names:
             return "each of its blocks is one module"
         if changed == ["batchnorm"]:
@@ -135,15 +141,15 @@ class Sweep:
         return [s.name for s in self.settings for _ in spec.stage_names(self.model, s.inputs(self.seed))[1:]]
 
     def stages(self) -> Iterator[Stage]:
+        """Stage 0 once, then each setting's other stages under their own indices: stage k of every setting draws
+        the same method noise (common random numbers), so settings differ by their protocol alone."""
         spec = mode_spec(self.mode)
-        index = 0
         for number, setting in enumerate(self.settings):
             with batchnorm_mode(self.model, setting.batchnorm):
                 for stage in spec.stages(self.model, setting.inputs(self.seed)):
                     if stage.index == 0 and number > 0:
                         continue  # one stage 0 for every setting
-                    yield replace(stage, index=index, name=f"{setting.name}:{stage.name}")
-                    index += 1
+                    yield replace(stage, name=f"{setting.name}:{stage.name}")
 
     def scores(self, result: RunResult) -> dict[tuple[str, tuple[str, str]], RunScores]:
         """(setting, series) -> that setting's stages, stage 0 first."""
@@ -163,7 +169,7 @@ class ActivationScale:
 
     def __init__(self, blocks: Sequence[str]) -> None:
         self.blocks = list(blocks)
-        self.rms: dict[int, np.ndarray] = {}  # stage index -> (blocks,)
+        self.rms: list[np.ndarray] = []  # (blocks,) per stage, in the order the stages ran
 
     @contextmanager
     def __call__(self, stage: Stage) -> Iterator[None]:
@@ -186,7 +192,7 @@ class ActivationScale:
         for i, (total, count) in enumerate(squares):
             if count:
                 values[i] = np.sqrt(total / count)
-        self.rms[stage.index] = values
+        self.rms.append(values)
 
 
 def _variants(names: Sequence[str]) -> list[Variant]:
@@ -246,26 +252,26 @@ def protocols(
     by_name = {s.name: s for s in parsed}
     chosen = _variants(variants)
     model, examples = run.job.model, run.job.examples
+    reads_curve = any(v.needs_curve for v in chosen)
     kept = []
     for setting in parsed:
-        reason = setting.moot_for(model, by_name[reference])
+        reason = setting.moot_for(model, by_name[reference], reads_curve)
         if reason:
             log.info("protocol setting %s left out for %s: %s", setting.name, run.job.name, reason)
         else:
             kept.append(setting)
     reference_only = [by_name[reference]]
-    plan = {  # run -> the settings it covers
-        RANDOMIZED: kept,
-        SMOOTHED: kept if full_matrix else reference_only,
-        RANDOM_LOGIT: reference_only,
+    plan = {  # run -> the settings it covers: every kept one where a variant it feeds depends on the protocol
+        run_name: kept if any(v.protocol_dependent for v in chosen if v.run == run_name)
+        and (run_name == RANDOMIZED or full_matrix) else reference_only
+        for run_name in (RANDOMIZED, SMOOTHED, RANDOM_LOGIT)
     }
     needed = {v.run for v in chosen}
-    randomized_mode = "cascading" if any(v.needs_curve for v in chosen) else "full"
+    randomized_mode = "cascading" if reads_curve else "full"
     average = _noise_average(smprt) if SMOOTHED in needed else None
     harness = run.harness
     methods = harness.applicable(model)
     normalization = base.normalization_for(run.job.dataset)
-    probe = ActivationScale(model.block_names)
     rows: list[pd.DataFrame] = []
     activation = np.full((n_seeds, 1 + len(kept), len(model.block_names)), np.nan)
     runs = {RANDOMIZED: (randomized_mode, None), SMOOTHED: ("full", average), RANDOM_LOGIT: ("random_logit", None)}
@@ -277,12 +283,14 @@ def protocols(
         log.info("seed %d: %s run (%s mode) over settings %s", seed, run_name, sweep.mode,
                  [s.name for s in sweep.settings])
         harness.seconds.clear()  # the run's own method times in its log
+        harness.reseed(seed)  # the methods' noise follows the seed too
+        probe = ActivationScale(model.block_names)
         result = run_stages(sweep.stages(), harness, methods, examples, replace(base, seed=seed), normalization,
                             progress, average=runs[run_name][1], entropy_bins=entropy_bins,
                             probe=probe if run_name == RANDOMIZED else None)
         scores = sweep.scores(result)
         if run_name == RANDOMIZED:
-            activation[seed - base.seed] = _activation_rows(probe, sweep, kept)
+            activation[seed - base.seed] = activation_rows(probe, sweep, kept)
         for variant in (v for v in chosen if v.run == run_name):
             for (setting, series), run_scores in scores.items():
                 for metric, values in variant.score(run_scores).items():
@@ -301,15 +309,15 @@ def protocols(
                          level=confidence, n_boot=n_boot)
 
 
-def _activation_rows(probe: ActivationScale, sweep: Sweep, kept: Sequence[ProtocolSetting]) -> np.ndarray:
-    """(1 + settings, blocks): stage 0, then each setting's last stage."""
+def activation_rows(probe: ActivationScale, sweep: Sweep, kept: Sequence[ProtocolSetting]) -> np.ndarray:
+    """(1 + settings, blocks): stage 0, then each setting's last stage (positions in the order the stages ran)."""
     segments = sweep.segments
     last = {name: 1 + max(i for i, s in enumerate(segments) if s == name) for name in set(segments)}
     return np.stack([probe.rms[0], *(probe.rms[last[s.name]] for s in kept)])
 
 
 def describe(setting: ProtocolSetting) -> str:
-    """The protocol of a setting in words, for captions."""
-    params = ", ".join(f"{k} {v}" for k, v in setting.law.params.items())
-    law = setting.law.law.name + (f" ({params})" if params else "")
-    return f"law {law}, {setting.granularity}, {setting.order.replace('_', '-')}, BatchNorm statistics {setting.batchnorm}"
+    """The protocol of a setting in words, as the captions give the run's."""
+    law = {"name": setting.law.law.name, **setting.law.params}
+    return randomization_protocol({"law": law, "granularity": setting.granularity, "order": setting.order,
+                                   "batchnorm": setting.batchnorm}, "imagenet")

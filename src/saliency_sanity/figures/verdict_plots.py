@@ -11,10 +11,9 @@ from matplotlib.patches import Patch
 
 from saliency_sanity.figures import style
 from saliency_sanity.figures.inputs import require_arrays
-from saliency_sanity.verdicts import VERDICTS
+from saliency_sanity.verdicts import ENTROPY, VERDICTS
 
 VERDICT_COLOURS = {"pass": "#a6dba0", "unclear": "#eeeeee", "fail": "#f4a582"}
-ENTROPY = "entropy"
 ACTIVATION_ARRAYS = ("activation_blocks", "activation_settings", "activation_rms")
 
 
@@ -77,8 +76,8 @@ def verdict_matrix(data: dict, model: str) -> tuple[Figure, str]:
         ax.set_yticks(range(len(methods)), [style.method_label(m) for m in methods] if ax is axes[0] else [],
                       fontsize=6.5)
         rows = table[table["metric"] == metric]
-        tau, side = rows["tau"].iloc[0], rows["criterion"].iloc[0]
-        ax.set_title(f"{_metric_title(metric)}\npass: CI {side} {tau:g}", fontsize=7)
+        rules = " / ".join(f"CI {side} {tau:g}" for side, tau in dict.fromkeys(zip(rows["criterion"], rows["tau"])))
+        ax.set_title(f"{_metric_title(metric)}\npass: {rules}", fontsize=7)
         ax.tick_params(length=0)
     fig.legend(handles=[Patch(facecolor=VERDICT_COLOURS[v], edgecolor="0.6", label=v) for v in VERDICTS],
                loc="outside lower center", ncols=3, fontsize=7, frameon=False)
@@ -92,7 +91,7 @@ def _facts(table: pd.DataFrame) -> str:
     reliability = table["reliability"].to_numpy(dtype=float)
     agreement = (f" Median agreement of the seeds (Krippendorff's alpha, images as units): "
                  f"{np.nanmedian(reliability):.2f}." if np.isfinite(reliability).any() else
-                 " The seeds' agreement needs two images or more; it is not given.")
+                 " The seeds' agreement needs two seeds and two images or more; it is not given.")
     return (f"{images} test image(s) x {seeds} seed(s) per cell; score: the mean, with a bootstrap CI resampling "
             f"images and seeds (level as configured); tau per metric as in the panel titles. "
             f"Verdicts: {', '.join(f'{counts.get(v, 0)} {v}' for v in VERDICTS)}.{agreement}")
@@ -164,7 +163,7 @@ def activation_scale(data: dict, model: str) -> tuple[Figure, str]:
     ax.set_xlabel("block (input → logits)")
     ax.legend(fontsize=7, frameon=False)
     ax.set_title(f"{model}: activation scale after full randomization", fontsize=10)
-    worst = np.nanmean(ratio, axis=0)[:, -1]
+    at_logits = np.nanmean(ratio, axis=0)[:, -1]
     facts = (f"RMS of each block's output over the test images, {len(rms)} seed(s). At the logits, by setting: "
-             + ", ".join(f"{s} {10 ** w:.3g}x" for s, w in zip(settings[1:], worst)) + ".")
+             + ", ".join(f"{s} {10 ** w:.3g}x" for s, w in zip(settings[1:], at_logits)) + ".")
     return fig, facts

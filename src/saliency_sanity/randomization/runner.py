@@ -24,7 +24,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -176,8 +176,8 @@ def run_stages(
     """Explain the examples at every stage, every method with its configured baseline and each path method
     with each of ``baselines``, and score each map against the same series' stage-0 map.
 
-    ``average``: each map is the mean of the maps of noisy copies of its input (sMPRT), all copies explained
-    in one harness call, the same copies at every stage; completeness is then not checked. ``entropy_bins``:
+    ``average``: each map is the mean of the maps of noisy copies of its input (sMPRT), the copies explained a
+    bounded number at a time, the same copies at every stage; completeness is then not checked. ``entropy_bins``:
     record each map's discrete entropy. ``probe(stage)``: a context entered around the stage's forward pass
     on the inputs (e.g. to record activations), so that no pass is added for it."""
     images, labels = examples.images, examples.labels
@@ -204,18 +204,11 @@ def run_stages(
         stage_maps, stage_scores, stage_completeness, stage_entropy, baseline_logits = {}, {}, {}, {}, {}
         if progress is not None:
             progress.set_postfix_str(stage.name)
-        explained, explained_targets = x, targets
-        if average is not None:
-            explained = average.copies(x, settings.seed)
-            explained_targets = targets.repeat_interleave(average.n_samples)
-        for name, label, maps in harness.iter_explain_baselines(stage.model, explained, explained_targets, baselines,
-                                                                stage=stage.index):
+        for name, label, maps in _explain(harness, stage, x, targets, baselines, average, settings.seed):
             key = (name, label)
             if key not in variants:
                 continue
             clock = time.perf_counter()
-            if average is not None:
-                maps = average.reduce(maps)
             bound = variants[key].bind(by_name[name], stage.index)
             if stage.index == 0 and label != NO_BASELINE and label not in result.baseline_display:
                 result.baseline_display[label] = _displayed(bound.baselines_for(x)[0][:settings.grid_images],
@@ -262,6 +255,23 @@ def run_stages(
                      "median %.2g, max %.2g over all stages", *key, np.median(errors[0]), errors[0].max(),
                      np.median(errors), errors.max())
     return result
+
+
+def _explain(harness: Harness, stage: Stage, x: torch.Tensor, targets: torch.Tensor, baselines: Sequence[BaselineSpec],
+             average: NoiseAverage | None, seed: int) -> Iterator[tuple[str, str, torch.Tensor]]:
+    """(method, baseline, maps) of every series at this stage; with ``average``, each map is the mean of the maps of
+    the input's noisy copies, explained ``average.images_per_call`` copies at a time."""
+    if average is None:
+        yield from harness.iter_explain_baselines(stage.model, x, targets, baselines, stage=stage.index)
+        return
+    reduced: dict[tuple[str, str], list[torch.Tensor]] = {}
+    for images in average.chunks(len(x)):
+        copies = average.copies(x[images], seed, first=images.start)
+        for name, label, maps in harness.iter_explain_baselines(
+                stage.model, copies, targets[images].repeat_interleave(average.n_samples), baselines, stage=stage.index):
+            reduced.setdefault((name, label), []).append(average.reduce(maps))
+    for (name, label), parts in reduced.items():
+        yield name, label, torch.cat(parts)
 
 
 def _displayed(baseline: torch.Tensor, examples: Examples) -> np.ndarray:

@@ -33,11 +33,12 @@ import torch
 
 from saliency_sanity.registry import Registry
 from saliency_sanity.runtime import derive_seed
+from saliency_sanity.verdicts import ENTROPY
 
 RANDOMIZED, SMOOTHED, RANDOM_LOGIT = "randomized", "smoothed", "random_logit"
 RUNS = (RANDOMIZED, SMOOTHED, RANDOM_LOGIT)  # the runs of a protocol setting a variant may read
 CRITERIA = ("below", "above")  # a score passes when below the threshold (similarity) or above it (entropy rise)
-ENTROPY = "entropy"  # the metric name of eMPRT's score
+ENTROPY_FLOOR = 1e-3  # nats added to both entropies: a map that dies (entropy 0) is a strong fail, not a NaN
 
 
 @dataclass(frozen=True)
@@ -100,20 +101,28 @@ class NoiseAverage:
 
     n_samples: int = 10
     noise_level: float = 0.1
+    images_per_call: int = 100  # noisy copies explained per harness call: bounds memory (images x n_samples)
 
     def __post_init__(self) -> None:
         if self.n_samples < 1 or self.noise_level < 0:
             raise ValueError(f"smprt needs n_samples >= 1 and noise_level >= 0, got {self.n_samples}, "
                              f"{self.noise_level}")
 
-    def copies(self, x: torch.Tensor, seed: int) -> torch.Tensor:
-        """(len(x) * n_samples, ...) noisy inputs, each image's copies consecutive, on x's device."""
-        generator = torch.Generator().manual_seed(derive_seed(seed, "smprt"))
+    def copies(self, x: torch.Tensor, seed: int, first: int = 0) -> torch.Tensor:
+        """(len(x) * n_samples, ...) noisy inputs, each image's copies consecutive, on x's device; image i's noise
+        comes from (seed, first + i) alone, so that a chunk of images gets the copies the whole batch would."""
         flat = x.flatten(1)
         sigma = self.noise_level * (flat.amax(dim=1) - flat.amin(dim=1))
-        noise = torch.randn((len(x), self.n_samples, *x.shape[1:]), generator=generator, dtype=x.dtype)
+        noise = torch.stack([torch.randn((self.n_samples, *x.shape[1:]), dtype=x.dtype,
+                                         generator=torch.Generator().manual_seed(derive_seed(seed, "smprt", first + i)))
+                             for i in range(len(x))])
         noise = noise.to(x.device) * sigma.view(-1, *[1] * x.dim())
         return (x.unsqueeze(1) + noise).flatten(0, 1)
+
+    def chunks(self, n: int) -> list[slice]:
+        """The images of each harness call: at most images_per_call copies at once."""
+        size = max(1, self.images_per_call // self.n_samples)
+        return [slice(start, min(start + size, n)) for start in range(0, n, size)]
 
     def reduce(self, maps: torch.Tensor) -> torch.Tensor:
         """The mean over each image's copies: (len(x), ...) maps."""
@@ -141,10 +150,10 @@ def smprt(run: RunScores) -> dict[str, np.ndarray]:
 
 @register_variant("emprt", run=RANDOMIZED, criterion="above")
 def emprt(run: RunScores) -> dict[str, np.ndarray]:
-    """Rise of the map's discrete entropy, log(H(fully randomized) / H(original)) (eMPRT)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rise = np.log(np.asarray(run.entropy[-1], dtype=float) / np.asarray(run.entropy[0], dtype=float))
-    return {ENTROPY: np.where(np.isfinite(rise), rise, np.nan)}
+    """Rise of the map's discrete entropy, log(H(fully randomized) / H(original)) (eMPRT); both entropies get
+    ENTROPY_FLOOR, so that a map that dies after randomization scores a large fall and two constant maps 0."""
+    before, after = (np.asarray(h, dtype=float) + ENTROPY_FLOOR for h in (run.entropy[0], run.entropy[-1]))
+    return {ENTROPY: np.log(after / before)}
 
 
 @register_variant("random_logit", run=RANDOM_LOGIT, criterion="below", protocol_dependent=False)
