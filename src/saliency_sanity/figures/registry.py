@@ -264,8 +264,9 @@ for _spec in (
             "verdict_flips",
             verdict_plots.verdict_flips,
             "Where a protocol setting flips a sanity-check verdict of {model}: for each variant, every setting "
-            "other than the reference, per metric (panels); a red cell is a method whose verdict differs from the "
-            "one the reference setting gives (reference → this setting).",
+            "other than the reference, per metric (panels); a coloured cell is a method whose verdict differs from "
+            "the one the reference setting gives (reference → this setting): dark red where it reverses (pass ↔ "
+            "fail), light where it moves to or from unclear.",
             ("eval_protocols_csv",),
         ),
         FigureSpec(

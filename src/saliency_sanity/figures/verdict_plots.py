@@ -116,9 +116,11 @@ def verdict_flips(data: dict, model: str) -> tuple[Figure, str]:
         columns, verdicts = _grid(others, metric, methods, "verdict")
         _, was = _grid(others, metric, methods, "reference_verdict")
         _, flipped = _grid(others, metric, methods, "flipped")
-        shown = np.array([[1.0 if f else 0.0 if f is not None else np.nan for f in row] for row in flipped])
-        ax.imshow(np.ma.masked_invalid(shown), cmap=ListedColormap(["#f7f7f7", "#b2182b"]), vmin=0, vmax=1,
-                  aspect="auto")
+        _, reversed_ = _grid(others, metric, methods, "reversed")
+        shown = np.array([[np.nan if f is None else 2.0 if r else 1.0 if f else 0.0 for f, r in zip(frow, rrow)]
+                          for frow, rrow in zip(flipped, reversed_)])
+        ax.imshow(np.ma.masked_invalid(shown), cmap=ListedColormap(["#f7f7f7", "#ef8a62", "#b2182b"]), vmin=0,
+                  vmax=2, aspect="auto")
         for (r, c), flip in np.ndenumerate(flipped):
             if flip:
                 ax.text(c, r, f"{was[r, c][0]}→{verdicts[r, c][0]}", ha="center", va="center", fontsize=5.5,
@@ -129,8 +131,11 @@ def verdict_flips(data: dict, model: str) -> tuple[Figure, str]:
         ax.set_title(_metric_title(metric), fontsize=7)
         ax.tick_params(length=0)
     flips = others[others["flipped"]]
+    fig.legend(handles=[Patch(facecolor="#ef8a62", label="to or from unclear"),
+                        Patch(facecolor="#b2182b", label="reversed (pass ↔ fail)")],
+               loc="outside lower center", ncols=2, fontsize=7, frameon=False)
     fig.suptitle(f"{model}: where a protocol setting flips the reference verdict "
-                 f"({len(flips)} of {len(others)} cells)", fontsize=10)
+                 f"({len(flips)} of {len(others)} cells, {int(others['reversed'].sum())} reversed)", fontsize=10)
     named = flips.groupby("method")["setting"].agg(lambda s: ", ".join(dict.fromkeys(s)))
     facts = ("Cells: p = pass, u = unclear, f = fail, reference setting's verdict → this setting's. "
              + ("Flipped: " + "; ".join(f"{style.method_label(m)} by {s}" for m, s in named.items()) + "."
