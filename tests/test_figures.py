@@ -285,12 +285,15 @@ def test_figures_show_the_archives_maps_display_and_normalization(inputs, tmp_pa
         assert text in facts
 
 
-def test_report_captions_match_the_registry():
-    """workflow/report/<name>.rst is generated from the registered caption (one source of text)."""
-    report_dir = ROOT / "workflow" / "report"
+def test_the_report_shows_each_figures_registered_caption_with_its_markup_escaped():
+    """workflow/report/figure.rst renders the figure job's caption param: the registered caption (one source of
+    text), the model filled in, reStructuredText's markup characters escaped (|x| would be a substitution)."""
+    assert "{{ snakemake.params.caption }}" in (ROOT / "workflow" / "report" / "figure.rst").read_text()
     for name in FIGURES:
-        assert (report_dir / f"{name}.rst").read_text() == report_caption(name), name
-    assert "{{ snakemake.wildcards.model }}" in report_caption("cascading_grid")
+        caption = report_caption(name, "mnist-cnn")
+        assert caption.replace("\\", "") == FIGURES[name].caption.format(model="mnist-cnn"), name
+        assert not re.search(r"(?<!\\)[|*`]", caption), name
+    assert "\\|" in report_caption("ig_convergence", "mnist-cnn")
 
 
 def test_input_paths_follow_the_file_contract():

@@ -131,3 +131,11 @@ def test_a_non_editable_install_plans_the_workflow_outside_the_source_tree(tmp_p
                             capture_output=True, text=True, env=env, cwd=run_dir)
     assert result.returncode == 0, result.stderr
     assert job_counts(result.stdout)["all"] == 1
+
+
+def test_snakemakes_own_commands_work_without_cores(tmp_path):
+    """--unlock (which Snakemake's lock message asks for after a kill), --summary and --rulegraph need no --cores."""
+    for command in ("--unlock", "--summary", "--rulegraph"):
+        result = subprocess.run([SNAKEMAKE, command, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                                 "--config", "preset=smoke"], capture_output=True, text=True, cwd=ROOT)
+        assert result.returncode == 0, (command, result.stderr[-2000:])

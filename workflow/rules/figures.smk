@@ -3,7 +3,7 @@
 
 import shlex
 
-from saliency_sanity.figures import FIGURES, figures_for
+from saliency_sanity.figures import FIGURES, figures_for, report_caption
 
 # (figure, model) pairs: per-model figures from each model's modes and evaluations, fixed-model (theory)
 # figures once
@@ -24,13 +24,15 @@ rule figure:
     input:
         unpack(lambda w: {k: str(v) for k, v in FIGURES[w.figure].input_paths(w.model).items()}),
     output:
-        pdf=report("figures/{figure}-{model}.pdf", caption="../report/{figure}.rst", category="{figure}"),
+        pdf=report("figures/{figure}-{model}.pdf", caption="../report/figure.rst", category="{figure}",
+                   subcategory="{model}"),
         png="figures/{figure}-{model}.png",
         record="figures/.index/{figure}-{model}.json",
     params:
         inputs=lambda w, input: " ".join(f"--input {k}={v}" for k, v in input.items()),
         preset=config["preset"],
         notes=figure_notes_of,
+        caption=lambda w: report_caption(w.figure, w.model),  # what workflow/report/figure.rst shows
     wildcard_constraints:
         figure=alternatives(FIGURES),
         model=alternatives({model for _, model in FIGURE_JOBS}),

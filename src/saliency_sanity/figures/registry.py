@@ -321,14 +321,10 @@ def caption(spec: FigureSpec, model: str, facts: str, preset: str, notes: str = 
     return " ".join(part for part in (spec.caption.format(model=model), facts, settings) if part)
 
 
-def report_caption(name: str) -> str:
-    """The rst caption of ``snakemake --report`` (workflow/report/<name>.rst), from the same text."""
-    spec = get_figure(name)
-    body = spec.caption.format(model="{{ snakemake.wildcards.model }}")
-    return (
-        f"{body}\n\nMade with the ``{{{{ snakemake.config.preset }}}}`` preset. The caption in "
-        f"figures/index.md adds the images, the statistics and the run's reductions.\n"
-    )
+def report_caption(name: str, model: str) -> str:
+    """The caption ``snakemake --report`` shows for figure ``name`` of ``model`` (workflow/report/figure.rst
+    renders it from the figure job's params): the registered caption, its reStructuredText markup escaped."""
+    return re.sub(r"([\\|*`_])", r"\\\1", get_figure(name).caption.format(model=model))
 
 
 def make_figure(
