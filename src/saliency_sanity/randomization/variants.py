@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from saliency_sanity.methods.common import batch_slices
 from saliency_sanity.registry import Registry
 from saliency_sanity.runtime import derive_seed
 from saliency_sanity.verdicts import ENTROPY
@@ -121,8 +122,7 @@ class NoiseAverage:
 
     def chunks(self, n: int) -> list[slice]:
         """The images of each harness call: at most images_per_call copies at once."""
-        size = max(1, self.images_per_call // self.n_samples)
-        return [slice(start, min(start + size, n)) for start in range(0, n, size)]
+        return list(batch_slices(n, max(1, self.images_per_call // self.n_samples)))
 
     def reduce(self, maps: torch.Tensor) -> torch.Tensor:
         """The mean over each image's copies: (len(x), ...) maps."""
