@@ -191,6 +191,24 @@ def test_a_wrong_hash_names_the_file_and_both_hashes(weights_file):
         load_weights(renamed)
 
 
+def test_a_file_that_is_no_weights_at_all_is_refused_without_unsafe_advice(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("these are not weights")
+    with pytest.raises(WeightsError, match="not a weights file") as err:
+        load_weights(path)
+    assert "weights_only" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_weights_no_hash_vouches_for_are_recorded_as_unverified_not_pretrained(weights_file, tmp_path):
+    path, digest = weights_file
+    unnamed = tmp_path / "my-inception.pth"  # no torchvision hash prefix, no weights_sha256
+    unnamed.write_bytes(path.read_bytes())
+    _, record = build_inception(str(unnamed))
+    assert record["weights_verified"] is False and record["pretrained"] is None and record["weights_sha256"] == digest
+    _, record = build_inception(str(unnamed), sha256=digest)
+    assert record["weights_verified"] is True and record["pretrained"] is True
+
+
 def test_a_file_that_is_not_an_inception_checkpoint_is_refused(tmp_path):
     path = tmp_path / "other.pth"
     torch.save(nn.Linear(2, 2).state_dict(), path)

@@ -238,3 +238,15 @@ def test_every_mode_starts_from_the_model_as_given_and_names_its_stages(name):
                    for s in stages[1:])
     assert all(torch.equal(a, b) for a, b in zip(before, _parameters(model)))  # the caller's model is untouched
     assert len(stages) >= 2 and spec.description
+
+
+def test_a_method_parameter_is_checked_against_its_declared_type():
+    from saliency_sanity.methods.registry import METHODS
+    smoothgrad, ig = METHODS["smoothgrad"], METHODS["integrated_gradients"]
+    smoothgrad.bind({"n_samples": 3, "noise_level": 1})  # an int where a float is declared is fine
+    for params, key in [({"n_samples": "abc"}, "n_samples"), ({"n_samples": True}, "n_samples"),
+                        ({"noise_level": "high"}, "noise_level")]:
+        with pytest.raises(ValueError, match=f"config key methods.smoothgrad.{key} must be"):
+            smoothgrad.bind(params)
+    with pytest.raises(ValueError, match="methods.integrated_gradients.steps must be int, got 2.5"):
+        ig.bind({"steps": 2.5})

@@ -112,6 +112,13 @@ def test_unknown_names_stop_the_run_before_any_job(tmp_path):
     assert "smoothgrd" in result.stdout + result.stderr
 
 
+def test_a_method_parameter_of_the_wrong_type_stops_the_run_naming_the_key(tmp_path):
+    """Checked against the method's signature when the DAG is planned, not as a TypeError after training."""
+    result = dry_run(tmp_path, "preset=smoke", "methods={smoothgrad: {n_samples: abc}}")
+    assert result.returncode != 0
+    assert "config key methods.smoothgrad.n_samples must be int, got 'abc'" in result.stdout + result.stderr
+
+
 def test_a_non_editable_install_plans_the_workflow_outside_the_source_tree(tmp_path):
     """`pip install .` (not -e) is enough: the Snakefile finds workflow/ beside itself, not the package."""
     site = tmp_path / "site"

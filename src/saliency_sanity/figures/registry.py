@@ -92,16 +92,16 @@ def figures_for(modes: Iterable[str], evaluations: Iterable[str] = ()) -> list[s
 
 
 _SIMILARITY = (
-    "Similarity between each method's maps for the trained {model} and its maps {after}, by four "
+    "Similarity between each method's maps for the original {model} and its maps {after}, by four "
     "metrics: Spearman rank correlation of absolute and of signed maps, SSIM and HOG similarity "
-    "(stage original: the trained model itself)."
+    "(stage original: the model before any re-initialization)."
 )
 
 for _spec in (
         FigureSpec(
             "methods_vs_edges",
             plots.methods_vs_edges,
-            "Saliency maps of the trained {model} for a few test images, next to model-free controls "
+            "Saliency maps of the original {model} for a few test images, next to model-free controls "
             "(edge detectors, random noise; right, grey titles): do the methods explain the model or "
             "the input?",
             ("cascading_maps",),
@@ -110,7 +110,7 @@ for _spec in (
             "cascading_grid",
             plots.cascading_grid,
             "Cascading randomization of {model}: one test image's maps (rows: methods, model-free "
-            "controls last) for the trained model (original) and after re-initializing the blocks from "
+            "controls last) for the unrandomized model (original) and after re-initializing the blocks from "
             "the logits down to the block named in each column.",
             ("cascading_maps",),
         ),
@@ -148,7 +148,7 @@ for _spec in (
             "baselines_gallery",
             baseline_plots.baseline_gallery,
             "Baselines of {model}: for a few test images, each baseline x' of Integrated Gradients (its first draw, "
-            "in the input's colours) next to the map from it, for the trained model.",
+            "in the input's colours) next to the map from it, for the original (unrandomized) model.",
             ("cascading_maps",),
             {"method": "integrated_gradients"},
         ),
@@ -156,7 +156,7 @@ for _spec in (
             "baselines_cascading_grid",
             baseline_plots.baseline_cascading_grid,
             "Cascading randomization of {model}, Integrated Gradients with each baseline (rows): one test image's "
-            "maps for the trained model (original) and after re-initializing the blocks from the logits down to "
+            "maps for the unrandomized model (original) and after re-initializing the blocks from the logits down to "
             "the block named in each column.",
             ("cascading_maps",),
             {"method": "integrated_gradients"},
@@ -165,7 +165,7 @@ for _spec in (
             "baselines_cascading",
             baseline_plots.baseline_curves,
             "Cascading randomization of {model} per baseline: the similarity of each path method's maps after "
-            "re-initializing the blocks from the logits down to each block to its maps of the trained model, one "
+            "re-initializing the blocks from the logits down to each block to its maps of the unrandomized model, one "
             "column per baseline, one row per metric. Does a baseline change the verdict of the sanity check?",
             ("cascading_csv", "cascading_maps"),
             {"mode": "cascading"},
@@ -274,7 +274,7 @@ for _spec in (
             verdict_plots.activation_scale,
             "What re-initialization does to the scale of {model}'s activations (Binder et al. 2023): for each "
             "block, the root mean square of its output over the test images after every block is re-initialized, "
-            "over the same in the trained model (log10), one line per protocol setting. A change of scale alone "
+            "over the same in the unrandomized model (log10), one line per protocol setting. A change of scale alone "
             "can change a gradient map without changing what the model computes in any useful sense.",
             ("eval_protocols_maps",),
         ),

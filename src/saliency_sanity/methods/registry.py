@@ -24,6 +24,24 @@ MethodFn = Callable[..., torch.Tensor]
 BOUND_BY_CONTEXT = ("generator", "baseline")  # parameters that come from the context, not the config
 
 
+# the annotations a config value is checked against; any other (a tensor, a tuple) is left to the method
+PLAIN_TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+                                            "None": (type(None),)}
+
+
+def check_parameter_type(method: Method, name: str, value: Any) -> None:
+    """A config value of the type the method's signature declares (``int``, ``float | None`` ...), else an
+    error naming the config key, so that ``n_samples: abc`` stops the run when it is planned, not mid-job."""
+    annotation = inspect.signature(method.fn).parameters[name].annotation
+    parts = [part.strip() for part in str(annotation).split("|")]
+    if annotation is inspect.Parameter.empty or any(part not in PLAIN_TYPES for part in parts):
+        return
+    allowed = tuple(t for part in parts for t in PLAIN_TYPES[part])
+    if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+        raise ValueError(f"config key methods.{method.name}.{name} must be {annotation}, got {value!r} "
+                         f"({type(value).__name__})")
+
+
 class UnknownMethodError(UnknownNameError):
     """Raised for a method name that is not registered."""
 
@@ -98,6 +116,8 @@ class Method:
             raise ValueError(f"config key methods.{self.name} has unknown parameter(s) {unknown}; "
                              f"{self.name} takes {sorted(settable) or 'none'}"
                              + (" and baseline, baseline_draws" if self.needs_baseline else ""))
+        for name, value in params.items():
+            check_parameter_type(self, name, value)
         if "batch_size" in self.accepts():
             params.setdefault("batch_size", context.batch_size)
         return BoundMethod(self, params, baseline, context, draws)

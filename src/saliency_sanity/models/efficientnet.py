@@ -164,7 +164,8 @@ def load_weights(path: Path, sha256: str | None = WEIGHTS_SHA256, *,
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing here
-        raise WeightsError(f"{path} could not be read as a PyTorch state dict ({err})") from err
+        raise WeightsError(f"{path} could not be read as a PyTorch state dict ({type(err).__name__}); it is not a "
+                           "weights file. Give 'package' for the installed weights, or 'random'") from None
     model = EfficientNetLite0(reset_bn_statistics=reset_bn_statistics)
     model.load_state_dict(map_state_dict(state, model.state_dict()))
     return model.eval()

@@ -21,6 +21,7 @@ every randomized layer then sees un-normalized activations of its own).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from functools import partial
@@ -45,6 +46,8 @@ from saliency_sanity.data.images import INCEPTION_PREPROCESSING
 from saliency_sanity.models.base import SanityModel, init_batchnorm_, truncated_normal_
 from saliency_sanity.models.registry import PublishedWeights, register_model
 from saliency_sanity.models.weights import WeightsError, verify_sha256
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_URL = "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"
 WEIGHTS_FILE = WEIGHTS_URL.rsplit("/", 1)[1]
@@ -222,7 +225,11 @@ def fetch_weights(
 def load_weights(path: Path, sha256: str | None = None, *, reset_bn_statistics: bool = False) -> InceptionV3:
     """An :class:`InceptionV3` holding the (verified) torchvision checkpoint at ``path``, in eval mode."""
     verify_weights(path, sha256)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the same thing here
+        raise WeightsError(f"{path} could not be read as a PyTorch state dict ({type(err).__name__}); it is not a "
+                           "weights file. Give torchvision's inception_v3_google-0cc3c7bd.pth, or 'random'") from None
     model = InceptionV3(reset_bn_statistics=reset_bn_statistics)
     try:
         model.load_state_dict(state)
@@ -243,7 +250,12 @@ def build_inception(
         return model.eval(), {"weights": "random", "weights_seed": seed, "pretrained": False}
     path = fetch_weights(weights, data_dir, sha256=sha256, mirror=mirror)
     model = load_weights(path, sha256, reset_bn_statistics=reset_bn_statistics)
-    return model, {"weights": str(path), "weights_sha256": file_hash(path, "sha256"), "pretrained": True,
+    # a file no expected hash vouches for may hold any weights: recorded as unverified, not as pretrained
+    verified = expected_hash(path, sha256) is not None
+    if not verified:
+        log.warning("%s has no expected sha256 (set %s): recorded as unverified weights", path, SHA256_CONFIG_KEY)
+    return model, {"weights": str(path), "weights_sha256": file_hash(path, "sha256"), "weights_verified": verified,
+                   "pretrained": True if verified else None,
                    "weights_url": WEIGHTS_URL if weights == "torchvision" else None}
 
 
