@@ -143,3 +143,18 @@ def test_captions_name_the_imagenet_weights_as_resolved_and_the_randomization_pr
     config["randomization"].update(law={"name": "gaussian_noise", "scale": 0.5}, order="bottom_up")
     assert figure_notes(config, "mnist", "cnn").endswith(
         "randomization protocol: law gaussian_noise (scale 0.5), blocks, bottom-up")
+
+
+def test_the_citation_file_matches_the_package_and_cites_the_replicated_papers():
+    """CITATION.cff (CFF 1.2.0; checked once against the schema cffconvert ships): the package's version and
+    license, and each replicated paper as a complete reference."""
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert citation["cff-version"] == "1.2.0" and citation["type"] == "software"
+    assert str(citation["version"]) == project["version"] and citation["license"] == project["license"]["text"]
+    titles = {ref["title"] for ref in citation["references"]}
+    assert {"Sanity Checks for Saliency Maps", "Visualizing the Impact of Feature Attribution Baselines",
+            "Axiomatic Attribution for Deep Networks",
+            "Learning Important Features Through Propagating Activation Differences"} <= titles
+    for ref in citation["references"]:
+        assert ref["type"] and ref["year"] and all(a["family-names"] and a["given-names"] for a in ref["authors"])

@@ -131,9 +131,24 @@ def cmd_theory(args: argparse.Namespace) -> None:
 
 
 def cmd_index(args: argparse.Namespace) -> None:
-    from saliency_sanity.figures import write_index
+    from saliency_sanity.figures import figure_records, write_index
+    from saliency_sanity.provenance import write_manifest
 
     log.info("wrote %s", write_index(args.out_dir, args.left_out))
+    if args.config_record is not None:
+        log.info("wrote %s", write_manifest(figure_records(args.out_dir), args.out_dir, args.config_record))
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    from saliency_sanity.provenance import verify_manifest
+
+    checked, problems = verify_manifest(args.manifest, args.root)
+    for line in problems:
+        print(line)
+    if problems:
+        raise SystemExit(f"{len(problems)} of {checked} files in {args.manifest} no longer match; rerun the steps "
+                         "that write them (snakemake --cores all)")
+    print(f"all {checked} files in {args.manifest} match")
 
 
 def cmd_record_config(args: argparse.Namespace) -> None:
@@ -239,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, default=Path("figures"))
     p.add_argument("--left-out", action="append", default=[], metavar="LINE",
                    help="a model the run went without, and why (repeatable)")
+    p.add_argument("--config-record", type=Path, default=None,
+                   help="the run's results/config.yaml: also write <out-dir>/manifest.json (what made each figure)")
+
+    p = add("verify", cmd_verify, "re-hash the files figures/manifest.json names; name any that no longer match")
+    p.add_argument("--manifest", type=Path, default=Path("figures/manifest.json"))
+    p.add_argument("--root", type=Path, default=Path("."), help="the run directory the manifest's paths start from")
 
     p = add("record-config", cmd_record_config, "write the resolved config and library versions of a run")
     p.add_argument("--settings", type=_json_arg, required=True, help="the resolved config (JSON or @file)")

@@ -1,5 +1,6 @@
 # Figures: every registered figure for every model whose runs (randomization, evaluations) produce its inputs, the theory
-# figures for their fixed models, then figures/index.md (caption, preset, commit). One rule.
+# figures for their fixed models, then figures/index.md (caption, preset, commit) and
+# figures/manifest.json (config hash, commit, versions, sha256 of every file: saliency-sanity verify). One rule.
 
 import shlex
 
@@ -48,12 +49,14 @@ rule figure:
 
 rule figure_index:
     input:
-        [f"figures/.index/{name}-{model}.json" for name, model in FIGURE_JOBS],
+        records=[f"figures/.index/{name}-{model}.json" for name, model in FIGURE_JOBS],
+        config=rules.record_config.output[0],
     output:
-        "figures/index.md",
+        index="figures/index.md",
+        manifest="figures/manifest.json",
     params:
         left_out=" ".join(f"--left-out {shlex.quote(line)}" for line in IMAGENET_RUNS.left_out.values()),
     log:
         "results/logs/figure_index.log",
     shell:
-        "saliency-sanity index --out-dir figures {params.left_out} > {log} 2>&1"
+        "saliency-sanity index --out-dir figures --config-record {input.config} {params.left_out} > {log} 2>&1"

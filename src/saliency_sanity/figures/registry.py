@@ -400,20 +400,26 @@ def _git(cwd: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def write_index(out_dir: Path, left_out: Sequence[str] = ()) -> Path:
-    """Gather the sidecar records into ``<out_dir>/index.md``, in registry order, then by model.
-
-    Records whose figure files no longer exist are left out, so the index lists what is there.
-    ``left_out``: one line per model the run went without, and why (said before the figures).
-    """
-    out_dir = Path(out_dir)
+def figure_records(out_dir: Path) -> list[dict[str, Any]]:
+    """The sidecar records of the figures in ``out_dir`` whose files all exist, in registry order, then by model."""
     records = []
-    for sidecar in sorted((out_dir / INDEX_DIR).glob("*.json")):
+    for sidecar in sorted((Path(out_dir) / INDEX_DIR).glob("*.json")):
         record = json.loads(sidecar.read_text())
-        if all((out_dir / f).is_file() for f in record["files"]):
+        if all((Path(out_dir) / f).is_file() for f in record["files"]):
             records.append(record)
     order = list(FIGURES)
     records.sort(key=lambda r: (order.index(r["name"]) if r["name"] in order else len(order), r["name"], r["model"]))
+    return records
+
+
+def write_index(out_dir: Path, left_out: Sequence[str] = ()) -> Path:
+    """Gather the sidecar records into ``<out_dir>/index.md``, in registry order, then by model.
+
+    Records whose figure files no longer exist are left out (:func:`figure_records`), so the index lists what is there.
+    ``left_out``: one line per model the run went without, and why (said before the figures).
+    """
+    out_dir = Path(out_dir)
+    records = figure_records(out_dir)
     lines = ["# Figures", "", "Written by `saliency-sanity index` from the records in `.index/`.", ""]
     if left_out:
         lines += ["## Left out of this run", "", *(f"- {line}" for line in left_out), ""]
