@@ -5,9 +5,13 @@
 # it is validated against workflow/schemas/config.schema.yaml, and its names against the registries,
 # before any job runs.
 
+import sys
+import time
+
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
+_PLANNED_AT = time.time()
 
 from saliency_sanity.config import check_runnable, resolve_config, typed_overrides
 
@@ -30,6 +34,7 @@ include: "workflow/rules/randomization.smk"
 include: "workflow/rules/evaluation.smk"
 include: "workflow/rules/theory.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/summary.smk"
 
 
 rule all:
@@ -39,3 +44,18 @@ rule all:
         [str(evaluation_csv(model, name)) for name, model in EVALUATION_JOBS],  # also those no figure reads
         rules.theory_linear.output,
         rules.theory_convsum.output,
+        rules.run_summary.output,
+
+
+onsuccess:
+    # the one-screen summary, when this run wrote it (not a stale one after a run of one target)
+    if Path("results/summary.md").is_file() and Path("results/summary.md").stat().st_mtime >= _PLANNED_AT:
+        print(Path("results/summary.md").read_text())
+
+
+onerror:
+    # Snakemake shows a failed job as "message: None"; the job's own error line is in its log
+    from saliency_sanity.joblogs import failed_jobs
+
+    for log, line in failed_jobs(since=_PLANNED_AT):
+        print(f"{log}: {line}", file=sys.stderr)

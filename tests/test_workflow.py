@@ -146,3 +146,19 @@ def test_snakemakes_own_commands_work_without_cores(tmp_path):
         result = subprocess.run([SNAKEMAKE, command, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
                                  "--config", "preset=smoke"], capture_output=True, text=True, cwd=ROOT)
         assert result.returncode == 0, (command, result.stderr[-2000:])
+
+
+def test_a_failed_jobs_own_error_line_reaches_the_console(tmp_path):
+    """A job that fails at run time (here a download from a mirror that lacks the file) shows its log's error
+    line on the console, not just Snakemake's 'message: None'."""
+    mirror = tmp_path / "empty-mirror"
+    mirror.mkdir()
+    target = "data/fashion-mnist/raw/train-images-idx3-ubyte.gz"
+    result = subprocess.run([SNAKEMAKE, "--cores", "1", "--snakefile", str(ROOT / "Snakefile"), "--directory",
+                             str(tmp_path), "--config", "preset=smoke", "--", target], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "SALIENCY_DATA_MIRROR": str(mirror),
+                                                 "PATH": f"{Path(SNAKEMAKE).parent}{os.pathsep}{os.environ['PATH']}"})
+    assert result.returncode != 0
+    shown = [line for line in result.stderr.splitlines() if line.startswith("results/logs/download/")]
+    assert shown and "data mirror has no" in shown[0] and "SALIENCY_DATA_MIRROR" in shown[0], result.stderr[-3000:]
+    assert not (tmp_path / target).exists()

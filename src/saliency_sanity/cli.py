@@ -139,6 +139,14 @@ def cmd_index(args: argparse.Namespace) -> None:
         log.info("wrote %s", write_manifest(figure_records(args.out_dir), args.out_dir, args.config_record))
 
 
+def cmd_summary(args: argparse.Namespace) -> None:
+    from saliency_sanity.summary import write_summary
+
+    write_summary(args.config_record, args.checkpoint, args.similarity, args.out, args.out_jobs,
+                  benchmarks_dir=args.benchmarks_dir, figures_index=args.figures_index)
+    log.info("wrote %s and %s", args.out, args.out_jobs)
+
+
 def cmd_verify(args: argparse.Namespace) -> None:
     from saliency_sanity.provenance import verify_manifest
 
@@ -256,6 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a model the run went without, and why (repeatable)")
     p.add_argument("--config-record", type=Path, default=None,
                    help="the run's results/config.yaml: also write <out-dir>/manifest.json (what made each figure)")
+
+    p = add("summary", cmd_summary, "write the run's one-screen summary and every job's time")
+    p.add_argument("--config-record", type=Path, required=True, help="the run's results/config.yaml")
+    p.add_argument("--checkpoint", type=Path, action="append", default=[], help="a model checkpoint (repeatable)")
+    p.add_argument("--similarity", type=Path, action="append", default=[],
+                   help="a cascading randomization CSV, for the headline numbers (repeatable)")
+    p.add_argument("--figures-index", type=Path, default=Path("figures/index.md"))
+    p.add_argument("--benchmarks-dir", type=Path, default=Path("results/benchmarks"))
+    p.add_argument("--out", type=Path, default=Path("results/summary.md"))
+    p.add_argument("--out-jobs", type=Path, default=Path("results/jobs.csv"))
 
     p = add("verify", cmd_verify, "re-hash the files figures/manifest.json names; name any that no longer match")
     p.add_argument("--manifest", type=Path, default=Path("figures/manifest.json"))

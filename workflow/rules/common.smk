@@ -66,7 +66,7 @@ def alternatives(names):
 
 rule record_config:
     output:
-        "results/config.yaml",
+        report("results/config.yaml", category="Run", labels={"what": "resolved config and library versions"}),
     params:
         config=lambda w: json.dumps(config, sort_keys=True),
     log:

@@ -17,6 +17,8 @@ for _dataset in [name for name, spec in DATASETS.items() if spec.downloaded]:
             mem_mb=1000,
             runtime=30,
         retries: 1
+        benchmark:
+            f"results/benchmarks/download/{_dataset}.tsv"
         log:
             f"results/logs/download/{_dataset}.log",
         shell:

@@ -23,6 +23,8 @@ rule evaluate:
         mem_mb=lambda w: 8000 if RUNS[w.model][0] == "imagenet" else 4000,
         runtime=lambda w: 240 if RUNS[w.model][0] == "imagenet" else 60,
         gpu=GPU,
+    benchmark:
+        "results/benchmarks/evaluate/{model}-{evaluation}.tsv"
     log:
         "results/logs/evaluate/{model}-{evaluation}.log",
     shell:

@@ -40,6 +40,8 @@ rule figure:
     resources:
         mem_mb=2000,
         runtime=15,
+    benchmark:
+        "results/benchmarks/figure/{figure}-{model}.tsv"
     log:
         "results/logs/figure/{figure}-{model}.log",
     shell:

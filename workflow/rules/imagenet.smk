@@ -17,6 +17,8 @@ rule imagenet_model:
     resources:
         mem_mb=3000,
         runtime=30,
+    benchmark:
+        "results/benchmarks/imagenet_model/{arch}.tsv"
     log:
         "results/logs/imagenet_model/{arch}.log",
     shell:

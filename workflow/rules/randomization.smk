@@ -31,6 +31,8 @@ rule randomize:
         mem_mb=lambda w: 8000 if RUNS[w.model][0] == "imagenet" else 6000,
         runtime=lambda w: 240 if RUNS[w.model][0] == "imagenet" else 120,
         gpu=GPU,
+    benchmark:
+        "results/benchmarks/randomize/{model}-{mode}.tsv"
     log:
         "results/logs/randomize/{model}-{mode}.log",
     shell:

@@ -20,6 +20,8 @@ rule theory_linear:
     resources:
         mem_mb=2000,
         runtime=15,
+    benchmark:
+        "results/benchmarks/theory/linear.tsv"
     log:
         "results/logs/theory/linear.log",
     shell:
@@ -36,6 +38,8 @@ rule theory_convsum:
     resources:
         mem_mb=2000,
         runtime=15,
+    benchmark:
+        "results/benchmarks/theory/convsum.tsv"
     log:
         "results/logs/theory/convsum.log",
     shell:

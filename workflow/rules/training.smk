@@ -22,6 +22,8 @@ rule train:
         mem_mb=4000,
         runtime=120,
         gpu=GPU,
+    benchmark:
+        "results/benchmarks/train/{dataset}-{arch}{suffix}.tsv"
     log:
         "results/logs/train/{dataset}-{arch}{suffix}.log",
     shell:
