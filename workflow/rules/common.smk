@@ -26,8 +26,10 @@ TRAINED_MODELS = [model for model, (dataset, _, _) in RUNS.items() if dataset !=
 EVALUATION_JOBS = evaluation_jobs(
     config, {model: dataset for model, (dataset, _, _) in RUNS.items()},
     left_out=[model_name("imagenet", arch) for arch in IMAGENET.get("models") or {} if arch not in IMAGENET_RUNS.models])
-# torch threads per job; Snakemake itself caps a job's threads at --cores (reading workflow.cores here made
-# --unlock, --report, --summary, --dag and the like demand --cores)
+# Threads per job. Snakemake caps a job's `threads` at --cores (reading workflow.cores here made --unlock,
+# --report, --summary, --dag and the like demand --cores); torch always gets the configured count (the jobs'
+# commands read THREADS, not {threads}), because CPU reductions split over another number of threads round
+# differently and the results would then depend on --cores.
 THREADS = max(1, config.get("threads", 2))
 GPU = 1 if config.get("gpu_jobs", False) else 0
 

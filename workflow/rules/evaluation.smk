@@ -29,4 +29,4 @@ rule evaluate:
         "results/logs/evaluate/{model}-{evaluation}.log",
     shell:
         "saliency-sanity evaluate {wildcards.evaluation} --model {input.model} --settings {params.settings:q} "
-        "--data-dir {params.data_dir} --threads {threads} --out-csv {output.csv} --out-maps {output.maps} > {log} 2>&1"
+        "--data-dir {params.data_dir} --threads {THREADS} --out-csv {output.csv} --out-maps {output.maps} > {log} 2>&1"

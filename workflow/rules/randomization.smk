@@ -37,5 +37,5 @@ rule randomize:
         "results/logs/randomize/{model}-{mode}.log",
     shell:
         "saliency-sanity randomize --model {input.model} --mode {wildcards.mode} {params.random_label} "
-        "--settings {params.settings:q} --data-dir {params.data_dir} --threads {threads} "
+        "--settings {params.settings:q} --data-dir {params.data_dir} --threads {THREADS} "
         "--out-csv {output.csv} --out-maps {output.maps} > {log} 2>&1"

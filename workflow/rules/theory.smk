@@ -26,7 +26,7 @@ rule theory_linear:
         "results/logs/theory/linear.log",
     shell:
         "saliency-sanity theory linear --settings {params.settings:q} --data-dir {params.data_dir} "
-        "--threads {threads} --out-dir results/theory > {log} 2>&1"
+        "--threads {THREADS} --out-dir results/theory > {log} 2>&1"
 
 
 rule theory_convsum:
@@ -43,5 +43,5 @@ rule theory_convsum:
     log:
         "results/logs/theory/convsum.log",
     shell:
-        "saliency-sanity theory convsum --settings {params.settings:q} --threads {threads} "
+        "saliency-sanity theory convsum --settings {params.settings:q} --threads {THREADS} "
         "--out-dir results/theory > {log} 2>&1"

@@ -29,5 +29,5 @@ rule train:
     shell:
         "saliency-sanity train --dataset {wildcards.dataset} --arch {wildcards.arch} "
         "--labels {params.labels} --settings {params.settings:q} --data-dir {params.data_dir} "
-        "--device {params.device} --seed {params.seed} --threads {threads} "
+        "--device {params.device} --seed {params.seed} --threads {THREADS} "
         "--out {output.checkpoint} > {log} 2>&1"
