@@ -47,6 +47,14 @@ rule all:
         rules.run_summary.output,
 
 
+onstart:
+    # the plan and what it will cost, before the first job (Snakemake skips this on --dry-run)
+    from saliency_sanity.estimate import plan_lines
+
+    planned = [(job.rule.name, job.log[0]) for job in workflow.dag.needrun_jobs() if job.log]
+    print("\n".join(plan_lines(planned, config["preset"], workflow.cores, THREADS)))
+
+
 onsuccess:
     # the one-screen summary, when this run wrote it (not a stale one after a run of one target)
     if Path("results/summary.md").is_file() and Path("results/summary.md").stat().st_mtime >= _PLANNED_AT:

@@ -25,7 +25,8 @@ def _split(spec: str) -> tuple[str, str]:
 
 def test_environment_yml_lists_the_pyproject_packages():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = dict(_split(s) for s in project["dependencies"] + project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    wanted = dict(_split(s) for s in project["dependencies"] + extras["test"] + extras["cluster"])
     wanted = {CONDA_NAMES.get(name, name): version for name, version in wanted.items()}
     wanted["python"] = project["requires-python"]
 
@@ -40,7 +41,8 @@ def test_lock_file_pins_every_dependency_exactly():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     lines = [l for l in (ROOT / "requirements.lock").read_text().splitlines() if l and not l.startswith("#")]
     pins = dict(l.lower().split("==", 1) for l in lines)
-    for spec in project["dependencies"] + project["optional-dependencies"]["test"]:
+    extras = project["optional-dependencies"]
+    for spec in project["dependencies"] + extras["test"] + extras["cluster"]:
         name, _ = _split(spec)
         assert name in pins, f"{name} is not pinned in requirements.lock"
     assert all("==" in l for l in lines)

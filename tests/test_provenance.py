@@ -6,11 +6,12 @@ import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from saliency_sanity.cli import main
-from saliency_sanity.provenance import config_hash, verify_manifest, write_manifest
+from saliency_sanity.provenance import compare_results, config_hash, verify_manifest, write_manifest
 
 
 @pytest.fixture
@@ -59,3 +60,22 @@ def test_verify_passes_on_untouched_files_and_names_each_changed_or_missing_one(
 def test_verify_without_a_manifest_says_what_writes_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="snakemake figures/index.md"):
         verify_manifest(tmp_path / "manifest.json")
+
+
+def _run(root, value, seconds):
+    (root / "results" / "theory").mkdir(parents=True)
+    (root / "results" / "theory" / "t.csv").write_text(f"model,value,wall_seconds\nm,{value},{seconds}\n")
+    np.savez(root / "results" / "theory" / "m.npz", maps=np.arange(4.0) * value)
+    (root / "results" / "benchmarks").mkdir()
+    (root / "results" / "benchmarks" / "jobs.csv").write_text(f"rule,seconds\nt,{seconds}\n")
+
+
+def test_two_runs_are_compared_on_their_results_not_on_how_long_they_took(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _run(a, 1.5, 2.0)
+    _run(b, 1.5, 9.0)   # same results, other timings
+    _run(c, 2.5, 2.0)   # other results
+    assert compare_results(a, b) == (2, [])
+    assert compare_results(a, c) == (2, ["results/theory/m.npz: differs", "results/theory/t.csv: differs"])
+    (b / "results" / "theory" / "m.npz").unlink()
+    assert compare_results(a, b)[1] == [f"results/theory/m.npz: missing from {b}"]

@@ -159,6 +159,25 @@ def cmd_verify(args: argparse.Namespace) -> None:
     print(f"all {checked} files in {args.manifest} match")
 
 
+def cmd_job_times(args: argparse.Namespace) -> None:
+    from saliency_sanity.estimate import record_job_times
+
+    log.info("wrote %s", record_job_times(args.run_dir, args.preset, args.threads or 2, args.out))
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from saliency_sanity.provenance import compare_results
+
+    compared, problems = compare_results(args.run, args.reference)
+    for line in problems:
+        print(line)
+    if not compared:
+        raise SystemExit(f"{args.run} has no results/ CSV or .npz to compare; run the workflow there first")
+    if problems:
+        raise SystemExit(f"{len(problems)} of {compared} result files of {args.run} differ from {args.reference}")
+    print(f"all {compared} result files of {args.run} equal {args.reference}'s (timing columns aside)")
+
+
 def cmd_record_config(args: argparse.Namespace) -> None:
     import yaml
 
@@ -273,7 +292,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--figures-index", type=Path, default=Path("figures/index.md"))
     p.add_argument("--benchmarks-dir", type=Path, default=Path("results/benchmarks"))
     p.add_argument("--out", type=Path, default=Path("results/summary.md"))
-    p.add_argument("--out-jobs", type=Path, default=Path("results/jobs.csv"))
+    p.add_argument("--out-jobs", type=Path, default=Path("results/benchmarks/jobs.csv"))
+
+    p = add("job-times", cmd_job_times, "record a finished run's job times in the table run estimates come from")
+    p.add_argument("run_dir", type=Path, help="where the run happened (its .snakemake/metadata holds the times)")
+    p.add_argument("--preset", required=True, help="the preset that run used")
+    p.add_argument("--out", type=Path, default=Path(__file__).with_name("job_times.json"))
+
+    p = add("compare", cmd_compare, "check that a run's result CSVs and maps equal another run's")
+    p.add_argument("run", type=Path, help="a run directory (where Snakemake ran): its results/ is compared")
+    p.add_argument("reference", type=Path, help="the run directory it must agree with")
 
     p = add("verify", cmd_verify, "re-hash the files figures/manifest.json names; name any that no longer match")
     p.add_argument("--manifest", type=Path, default=Path("figures/manifest.json"))

@@ -40,6 +40,10 @@ MAPS_NAMES = ("dataset", "model", "mode", "normalization")
 MAPS_OPTIONAL = ("display", "completeness", "baseline_labels", "baseline_display")
 NORMALIZATIONS = ("max", "percentile")  # how the archived maps were scaled (saliency_sanity.similarity)
 
+TIMING_COLUMNS = ("wall_seconds",)  # how long a step took, not what it found: left out when runs are compared
+RESULT_SUFFIXES = (".csv", ".npz")  # the result files two runs of one config must agree on
+BENCHMARKS_DIR = RESULTS_DIR / "benchmarks"  # how long each job took (Snakemake's benchmark files, jobs.csv): not results
+
 NO_BASELINE = "none"  # the baseline column of a method that takes none
 EVALUATION_IDENTITY = ("dataset", "model", "evaluation")  # the first columns of every evaluation's CSV
 

@@ -5,6 +5,8 @@ record (``results/config.yaml``) into one manifest: for every figure the config 
 git commit (``-dirty`` when tracked files had changes), the library versions, and the sha256 of the
 figure's own files and of every input file it was drawn from. :func:`verify_manifest` re-hashes
 those files and names each one that is missing or changed (``saliency-sanity verify``).
+:func:`compare_results` checks that two runs (local and on Slurm, one and two cores, before and after a
+refactor) wrote the same results (``saliency-sanity compare``).
 Paths are relative to the run directory, where Snakemake runs.
 """
 
@@ -15,8 +17,10 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+import pandas as pd
 import yaml
 
+from saliency_sanity.contracts import BENCHMARKS_DIR, RESULT_SUFFIXES, RESULTS_DIR, TIMING_COLUMNS
 from saliency_sanity.data.download import file_hash
 from saliency_sanity.runtime import write_json
 
@@ -83,3 +87,27 @@ def verify_manifest(manifest_path: Path, root: Path = Path(".")) -> tuple[int, l
         elif (digest := file_hash(path, "sha256")) != entry["sha256"]:
             problems.append(f"{what} {entry['path']} changed: sha256 {digest[:12]}..., recorded {entry['sha256'][:12]}...")
     return len(entries), problems
+
+
+def compare_results(run: Path, reference: Path, results_dir: Path = RESULTS_DIR) -> tuple[int, list[str]]:
+    """(files compared, differences) between the CSVs and maps of two run directories.
+
+    Every result file ``run`` wrote must exist in ``reference`` with equal contents: byte-identical maps,
+    and CSVs equal apart from the columns that time a step (:data:`TIMING_COLUMNS`); job timings are skipped."""
+    run, reference = Path(run), Path(reference)
+    timings = run / results_dir / BENCHMARKS_DIR.relative_to(RESULTS_DIR)  # how long, not what: never equal
+    files = sorted(path.relative_to(run) for path in (run / results_dir).rglob("*")
+                   if path.suffix in RESULT_SUFFIXES and timings not in path.parents)
+    problems = []
+    for file in files:
+        theirs = reference / file
+        if not theirs.is_file():
+            problems.append(f"{file}: missing from {reference}")
+        elif file.suffix == ".csv":
+            ours, other = (pd.read_csv(path, dtype=str).drop(columns=list(TIMING_COLUMNS), errors="ignore")
+                           for path in (run / file, theirs))
+            if not ours.equals(other):
+                problems.append(f"{file}: differs")
+        elif file_hash(run / file, "sha256") != file_hash(theirs, "sha256"):
+            problems.append(f"{file}: differs")
+    return len(files), problems

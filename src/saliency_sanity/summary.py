@@ -1,7 +1,7 @@
 """The run on one screen: what ran, how long each job took, where the figures are, and the headline numbers.
 
 ``saliency-sanity summary`` writes ``results/summary.md`` (Snakemake prints it when a run succeeds, and
-``snakemake --report`` shows it) and ``results/jobs.csv`` (every job's wall time and peak memory, from
+``snakemake --report`` shows it) and ``results/benchmarks/jobs.csv`` (every job's wall time and peak memory, from
 the Snakemake benchmark files in ``results/benchmarks/``). The headline is the paper's: after the whole
 cascade of re-initializations, how similar each method's maps still are to the original model's.
 """
@@ -17,11 +17,10 @@ from typing import Iterable
 import pandas as pd
 import yaml
 
-from saliency_sanity.contracts import record_path
+from saliency_sanity.contracts import BENCHMARKS_DIR, record_path
 from saliency_sanity.data.download import file_hash
 from saliency_sanity.runtime import write_text
 
-BENCHMARKS_DIR = Path("results/benchmarks")
 HEADLINE_MODE = "cascading"
 HEADLINE_METRIC = "spearman_abs"
 JOB_COLUMNS = ("rule", "job", "seconds", "max_rss_mb")

@@ -1,5 +1,5 @@
 # The run on one screen (results/summary.md: jobs, time per rule, models, headline numbers) and every job's time
-# (results/jobs.csv, from the benchmark files the rules write). It reads everything rule all asks for, so it runs
+# (results/benchmarks/jobs.csv, from the benchmark files the rules write). It reads everything rule all asks for, so it runs
 # last; Snakemake prints it when a run succeeds, and snakemake --report shows it with the config and the figures.
 
 MODEL_CHECKPOINTS = [str(checkpoint_path(model)) for model in RUNS]
@@ -19,7 +19,7 @@ rule run_summary:
         theory=rules.theory_linear.output + rules.theory_convsum.output,
     output:
         summary=report("results/summary.md", category="Run", labels={"what": "summary"}),
-        jobs=report("results/jobs.csv", category="Run", labels={"what": "time of each job"}),
+        jobs=report("results/benchmarks/jobs.csv", category="Run", labels={"what": "time of each job"}),
     params:
         checkpoints=lambda w, input: " ".join(f"--checkpoint {path}" for path in input.checkpoints),
         cascades=lambda w, input: " ".join(f"--similarity {path}" for path in input.cascades),
