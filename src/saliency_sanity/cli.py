@@ -20,8 +20,9 @@ log = logging.getLogger("saliency_sanity")
 def _user_errors() -> tuple[type[Exception], ...]:
     from saliency_sanity.data import DataError
     from saliency_sanity.registry import UnknownNameError
+    from saliency_sanity.runtime import DiskFullError
 
-    return (ValueError, FileNotFoundError, DataError, UnknownNameError)
+    return (ValueError, FileNotFoundError, DataError, UnknownNameError, DiskFullError)
 
 
 def _json_arg(text: str) -> dict:
@@ -178,6 +179,20 @@ def cmd_compare(args: argparse.Namespace) -> None:
     print(f"all {compared} result files of {args.run} equal {args.reference}'s (timing columns aside)")
 
 
+def cmd_check_report(args: argparse.Namespace) -> None:
+    from saliency_sanity.provenance import figures_missing_from_report
+
+    listed, missing = figures_missing_from_report(args.report, args.figures_index)
+    for name in missing:
+        print(f"{name}: listed in {args.figures_index} but not embedded in {args.report}")
+    if not listed:
+        raise SystemExit(f"{args.figures_index} lists no figures; run the workflow first")
+    if missing:
+        raise SystemExit(f"{len(missing)} of {listed} figures are missing from {args.report}: rebuild it with "
+                         "snakemake --report after the run")
+    print(f"all {listed} figures of {args.figures_index} are in {args.report}")
+
+
 def cmd_record_config(args: argparse.Namespace) -> None:
     import yaml
 
@@ -302,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("compare", cmd_compare, "check that a run's result CSVs and maps equal another run's")
     p.add_argument("run", type=Path, help="a run directory (where Snakemake ran): its results/ is compared")
     p.add_argument("reference", type=Path, help="the run directory it must agree with")
+
+    p = add("check-report", cmd_check_report, "check that a Snakemake report embeds every figure of the index")
+    p.add_argument("report", type=Path, help="the report (snakemake --report report.html)")
+    p.add_argument("--figures-index", type=Path, default=Path("figures/index.md"))
 
     p = add("verify", cmd_verify, "re-hash the files figures/manifest.json names; name any that no longer match")
     p.add_argument("--manifest", type=Path, default=Path("figures/manifest.json"))

@@ -6,11 +6,13 @@ costs every such job seconds.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import platform
 import random
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -73,15 +75,35 @@ def library_versions() -> dict[str, str]:
     }
 
 
+# below this much free space a failed write is taken for a full disk (torch.save reports one as a RuntimeError)
+LOW_SPACE_BYTES = 1 << 20
+
+
+class DiskFullError(OSError):
+    """The disk (or quota) holding a result ran out while it was written."""
+
+
+def _disk_full(err: Exception, folder: Path) -> bool:
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return shutil.disk_usage(folder).free < LOW_SPACE_BYTES
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> None:
     """``write(tmp)`` into a temporary file beside ``path``, then rename it into place: readers and
-    reruns never see half a file, and a failed write leaves nothing behind."""
+    reruns never see half a file, and a failed write leaves nothing behind (an earlier ``path`` stays as
+    it was). A full disk is said as such, not as the writer's own error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
+    except Exception as err:
+        if _disk_full(err, path.parent):
+            raise DiskFullError(f"the disk holding {path.parent} is full ({err}); {path} was not written and "
+                                "any earlier version is untouched: free space there and rerun") from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
