@@ -68,9 +68,10 @@ def baseline_curves(data: dict, model: str, *, mode: str) -> tuple[Figure, str]:
                                 & (summary["baseline"] == baseline)].sort_values("stage_index")
                 if curve.empty:
                     continue
-                colour = style.method_colour(method)
-                ax.plot(curve["stage_index"], curve["mean"], color=colour, marker="o", markersize=2.5, linewidth=1.2)
-                ax.fill_between(curve["stage_index"], curve["low"], curve["high"], color=colour, alpha=0.15, linewidth=0)
+                line = style.method_line(method)
+                ax.plot(curve["stage_index"], curve["mean"], markersize=2.5, linewidth=1.2, **line)
+                ax.fill_between(curve["stage_index"], curve["low"], curve["high"], color=line["color"], alpha=0.15,
+                                linewidth=0)
             ax.axhline(0, color="0.6", linewidth=0.6, zorder=0)
             ax.set_ylim(low, high)
             ax.grid(axis="y", color="0.9", linewidth=0.6)
@@ -80,8 +81,7 @@ def baseline_curves(data: dict, model: str, *, mode: str) -> tuple[Figure, str]:
                 ax.set_ylabel(style.metric_label(metric, 16), fontsize=8)
             if r == len(metrics) - 1:
                 ax.set_xticks(range(len(stages)), stages, rotation=90 if crowded else 0, fontsize=7)
-    handles = [Line2D([], [], color=style.method_colour(m), marker="o", markersize=3, label=style.method_label(m))
-               for m in methods]
+    handles = [Line2D([], [], markersize=3, label=style.method_label(m), **style.method_line(m)) for m in methods]
     fig.legend(handles=handles, loc="outside right upper", title="method", frameon=False)
     fig.supxlabel(f"{mode} randomization stage", fontsize=9)
     fig.suptitle(f"{model}: {mode} randomization of the path methods, per baseline")

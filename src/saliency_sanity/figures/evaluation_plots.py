@@ -4,7 +4,6 @@ the output along the path, the ablation curves, the planted shortcut and DeepLIF
 
 from __future__ import annotations
 
-import textwrap
 
 import numpy as np
 import pandas as pd
@@ -304,7 +303,7 @@ def _entry_label(label: str, method: str, width: int | None = None) -> str:
     """A class-conversion entry's display name: the method's own label unless the config named the entry."""
     if label == method:
         return style.method_label(method, width)
-    return textwrap.fill(label, width) if width else label
+    return style.wrap(label, width)
 
 
 def class_conversion(data: dict, model: str) -> tuple[Figure, str]:

@@ -249,8 +249,7 @@ def _method_handles(methods: list[str]) -> list[Line2D]:
     handles = []
     for method in methods:
         control = style.is_control(method)
-        handles.append(Line2D([], [], color=style.method_colour(method), marker="o", markersize=3,
-                              dashes=style.CONTROL_DASHES if control else (None, None),
+        handles.append(Line2D([], [], markersize=3, **style.method_line(method),
                               label=style.method_label(method) + (" (control)" if control else "")))
     return handles
 
@@ -277,10 +276,9 @@ def similarity_curves(data: dict, model: str, *, mode: str) -> tuple[Figure, str
             rows = summary[(summary["metric"] == metric) & (summary["method"] == method)]
             rows = rows.sort_values("stage_index")
             x = rows["stage_index"].to_numpy()
-            colour = style.method_colour(method)
-            dashes = style.CONTROL_DASHES if style.is_control(method) else (None, None)
-            ax.plot(x, rows["mean"], color=colour, dashes=dashes, marker="o", markersize=3, linewidth=1.2)
-            ax.fill_between(x, rows["low"], rows["high"], color=colour, alpha=band_alpha, linewidth=0)
+            line = style.method_line(method)
+            ax.plot(x, rows["mean"], markersize=3, linewidth=1.2, **line)
+            ax.fill_between(x, rows["low"], rows["high"], color=line["color"], alpha=band_alpha, linewidth=0)
         ax.axhline(0, color="0.6", linewidth=0.6, zorder=0)
         ax.set_title(style.metric_label(metric))
         ax.set_xticks(range(len(stages)), stages, rotation=45 if crowded else 0, ha="right" if crowded else "center")
@@ -295,7 +293,7 @@ def similarity_curves(data: dict, model: str, *, mode: str) -> tuple[Figure, str
     fig.legend(handles=_method_handles(methods), loc="outside right upper", title="method", frameon=False)
     fig.suptitle(f"{model}: {mode} randomization")
     facts = (f"Mean over {_n_images(table)} test images; bands: 95 % bootstrap confidence interval of the "
-             f"mean ({N_BOOT} resamples). Dashed: model-free controls.")
+             f"mean ({N_BOOT} resamples). Markers: one shape per family of methods; dashed: model-free controls.")
     if f"{mode}_maps" in data:
         facts += " " + _model_facts(data[f"{mode}_maps"])
     return fig, facts

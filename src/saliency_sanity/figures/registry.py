@@ -32,6 +32,11 @@ from saliency_sanity.runtime import atomic_write, write_json, write_text
 
 INDEX_DIR = ".index"
 FORMATS = ("pdf", "png")
+# no creation date in the PDFs: the same results then give byte-identical figures (and manifest hashes)
+SAVE_METADATA = {"pdf": {"CreationDate": None}}
+# the PNGs are for viewing: a big grid (20 x 18 maps of noise-like texture) is drawn at a lower dpi so that
+# it has at most this many pixels (4177 x 4027 px and 6 MB at the style's 200 dpi); the PDF keeps every map
+MAX_PNG_PIXELS = 2400 * 2400
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -344,7 +349,7 @@ def make_figure(
         fig, facts = spec.build(data, model, **spec.options)
         paths = [out_dir / f"{stem}.{fmt}" for fmt in FORMATS]
         for path, fmt in zip(paths, FORMATS):
-            atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt))
+            atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, **_save_options(fig, fmt)))
     record = {
         "name": name,
         "model": model,
@@ -398,6 +403,15 @@ def git_commit(repo_dir: Path | None = None) -> str:
 def _git(cwd: Path, *args: str) -> str:
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20, check=True)
     return done.stdout.strip()
+
+
+def _save_options(fig, fmt: str) -> dict[str, Any]:
+    options: dict[str, Any] = {"metadata": SAVE_METADATA.get(fmt)}
+    if fmt == "png":
+        dpi = matplotlib.rcParams["savefig.dpi"]
+        width, height = fig.get_size_inches()
+        options["dpi"] = min(fig.dpi if dpi == "figure" else dpi, (MAX_PNG_PIXELS / (width * height)) ** 0.5)
+    return options
 
 
 def figure_records(out_dir: Path) -> list[dict[str, Any]]:

@@ -126,20 +126,44 @@ def method_colour(method: str) -> str:
     return spare[zlib.crc32(method.encode()) % len(spare)]
 
 
+# A marker per family of methods, so that 15 or more curves in one panel can be told apart by shape as well as
+# colour: gradients and their noise averages, input-times-gradient and path integrals, modified backward
+# passes, class activation maps, DeepLIFT, perturbations. Other methods (and the controls, dashed) get circles.
+FAMILY_MARKERS = {
+    "o": ("gradient", "smoothgrad", "smoothgrad_squared", "vargrad"),
+    "s": ("gradient_x_input", "integrated_gradients", "ig_smoothgrad", "expected_gradients"),
+    "^": ("guided_backprop", "deconvnet"),
+    "D": ("gradcam", "guided_gradcam", "gradcam_plus_plus", "cam"),
+    "v": ("deeplift_rescale", "deeplift_revealcancel"),
+    "P": ("occlusion", "meaningful_perturbation"),
+}
+_MARKER_OF = {method: marker for marker, methods in FAMILY_MARKERS.items() for method in methods}
+
+
+def method_line(method: str) -> dict:
+    """Colour, marker and dashes of a method's curve (``ax.plot(..., **method_line(m))``), the same in every figure."""
+    return {"color": method_colour(method), "marker": _MARKER_OF.get(method, "o"),
+            "dashes": CONTROL_DASHES if is_control(method) else (None, None)}
+
+
 def categorical_colours(n: int) -> list[str]:
     """n distinguishable colours (tab10, then tab20's light half), for lines that are not methods (baselines)."""
     return [_METHOD_COLOURS[i % len(_METHOD_COLOURS)] for i in range(n)]
 
 
+def wrap(label: str, width: int | None = None) -> str:
+    """``label`` on lines of about ``width`` characters, broken between words only ("SmoothGrad-SQ" and
+    "(RevealCancel)" stay whole, wider than ``width`` if need be); unchanged without a width."""
+    return textwrap.fill(label, width, break_on_hyphens=False, break_long_words=False) if width else label
+
+
 def method_label(method: str, width: int | None = None) -> str:
     """Human-readable method name, optionally wrapped to ``width`` characters per line."""
-    label = LABELS.get(method, method.replace("_", " "))
-    return textwrap.fill(label, width, break_on_hyphens=False) if width else label
+    return wrap(LABELS.get(method, method.replace("_", " ")), width)
 
 
 def metric_label(metric: str, width: int | None = None) -> str:
-    label = METRIC_LABELS.get(metric, metric.replace("_", " "))
-    return textwrap.fill(label, width, break_on_hyphens=False) if width else label
+    return wrap(METRIC_LABELS.get(metric, metric.replace("_", " ")), width)
 
 
 def order_metrics(metrics) -> list[str]:
