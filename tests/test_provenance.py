@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,10 @@ import pytest
 import yaml
 
 from saliency_sanity.cli import main
-from saliency_sanity.provenance import compare_results, config_hash, verify_manifest, write_manifest
+from saliency_sanity.provenance import (compare_results, config_hash, figures_missing_from_report, verify_manifest,
+                                        write_manifest)
+
+from test_workflow import SNAKEMAKE
 
 
 @pytest.fixture
@@ -79,3 +83,21 @@ def test_two_runs_are_compared_on_their_results_not_on_how_long_they_took(tmp_pa
     assert compare_results(a, c) == (2, ["results/theory/m.npz: differs", "results/theory/t.csv: differs"])
     (b / "results" / "theory" / "m.npz").unlink()
     assert compare_results(a, b)[1] == [f"results/theory/m.npz: missing from {b}"]
+
+
+def test_check_report_finds_each_indexed_figure_embedded_in_a_real_snakemake_report(tmp_path, capsys):
+    """A Snakemake report of a one-rule workflow embeds its figure; an indexed figure it lacks is named."""
+    (tmp_path / "Snakefile").write_text(
+        'rule draw:\n    output: report("figures/a-m.pdf", caption="caption.rst", category="a")\n'
+        '    shell: "printf \'%%PDF-1.4 a figure\' > {output}"\n')
+    (tmp_path / "caption.rst").write_text("A figure.\n")
+    for args in (["--cores", "1"], ["--report", "report.html"]):
+        done = subprocess.run([SNAKEMAKE, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+    index = tmp_path / "figures" / "index.md"
+    index.write_text("## a-m\n\n- files: [a-m.pdf](a-m.pdf), [a-m.png](a-m.png)\n\n"
+                     "## b-m\n\n- files: [b-m.pdf](b-m.pdf)\n")
+    assert figures_missing_from_report(tmp_path / "report.html", index) == (2, ["b-m.pdf"])
+    with pytest.raises(SystemExit, match="1 of 2 figures are missing"):
+        main(["check-report", str(tmp_path / "report.html"), "--figures-index", str(index)])
+    assert "b-m.pdf: listed in" in capsys.readouterr().out

@@ -6,7 +6,8 @@ git commit (``-dirty`` when tracked files had changes), the library versions, an
 figure's own files and of every input file it was drawn from. :func:`verify_manifest` re-hashes
 those files and names each one that is missing or changed (``saliency-sanity verify``).
 :func:`compare_results` checks that two runs (local and on Slurm, one and two cores, before and after a
-refactor) wrote the same results (``saliency-sanity compare``).
+refactor) wrote the same results (``saliency-sanity compare``); :func:`figures_missing_from_report` that
+``snakemake --report`` embedded every figure (``saliency-sanity check-report``).
 Paths are relative to the run directory, where Snakemake runs.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -111,3 +113,11 @@ def compare_results(run: Path, reference: Path, results_dir: Path = RESULTS_DIR)
         elif file_hash(run / file, "sha256") != file_hash(theirs, "sha256"):
             problems.append(f"{file}: differs")
     return len(files), problems
+
+
+def figures_missing_from_report(report_html: Path, index_md: Path) -> tuple[int, list[str]]:
+    """(figures listed, those missing): each PDF that ``figures/index.md`` links must be embedded in the
+    Snakemake report (as a data URI named after the file), not just mentioned."""
+    listed = re.findall(r"\[([^\]\s]+\.pdf)\]\(", Path(index_md).read_text())
+    report = Path(report_html).read_text(errors="replace")
+    return len(listed), [name for name in listed if f"filename={name};base64," not in report]

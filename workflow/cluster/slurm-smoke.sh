@@ -21,7 +21,10 @@ start=$(date +%s)
 
 echo "== install Slurm and munge"
 if ! command -v slurmctld > /dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends slurmd slurmctld slurm-client munge
+    packages=(slurmd slurmctld slurm-client munge)
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "${packages[@]}" || {
+        apt-get update && apt-get install -y --no-install-recommends "${packages[@]}"; }
 fi
 
 echo "== configure a one-node cluster on $(hostname -s)"
