@@ -4,6 +4,7 @@ every method with every baseline through the harness; the config and the workflo
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -344,7 +345,23 @@ def test_a_models_entry_can_train_with_its_own_settings_and_no_randomization_tes
     decoy = next(m for m in config["models"] if m["dataset"] == "decoy-mnist")
     assert decoy["modes"] == [] and "decoy-mnist-cnn" in config["evaluations"]["shortcut"]["models"]
     assert training_settings(config, "decoy-mnist", "cnn")["true_labels"]["cnn"]["epochs"] == 1
-    assert training_settings(config, "mnist", "cnn") == config["training"]
+    assert training_settings(config, "mnist", "cnn")["true_labels"]["cnn"] == config["training"]["true_labels"]["cnn"]
+
+
+def test_a_training_job_reads_only_its_own_architecture_and_label_mode():
+    """So that one architecture's epochs retrain that architecture only (the job's settings decide its rerun)."""
+    config = resolve_config("default", workflow_dir=Path(__file__).resolve().parents[1] / "workflow")
+    mlp_true = training_settings(config, "mnist", "mlp")
+    assert set(mlp_true["true_labels"]) == {"lr_schedule", "mlp"} and "random_labels" not in mlp_true
+    assert mlp_true["batch_size"] == config["training"]["batch_size"]
+    mlp_random = training_settings(config, "mnist", "mlp", "random")
+    assert set(mlp_random["random_labels"]) == {"init", "train_size", "mlp"} and "true_labels" not in mlp_random
+    changed = copy.deepcopy(config)
+    changed["training"]["true_labels"]["cnn"]["epochs"] += 1
+    changed["training"]["random_labels"]["mlp"]["epochs"] += 1
+    assert training_settings(changed, "mnist", "mlp") == mlp_true
+    assert training_settings(changed, "mnist", "cnn") != training_settings(config, "mnist", "cnn")
+    assert training_settings(changed, "mnist", "mlp", "random") != mlp_random
 
 
 def test_the_distill_preset_passes_the_name_checks_and_imagenet_draws_no_training_images():

@@ -210,12 +210,22 @@ def randomize_settings(config: Mapping[str, Any], dataset: str, arch: str | None
     return settings
 
 
-def training_settings(config: Mapping[str, Any], dataset: str, arch: str) -> dict[str, Any]:
-    """The training section for the model ``arch`` on ``dataset``: its ``models`` entry's ``training``
-    on top of the config's (e.g. fewer epochs for a dataset whose shortcut is learned at once)."""
+def training_settings(config: Mapping[str, Any], dataset: str, arch: str, labels: str = "true") -> dict[str, Any]:
+    """What training ``arch`` on ``dataset`` with ``labels`` (true or random) reads of the training section: its
+    ``models`` entry's ``training`` on top of the config's (e.g. fewer epochs for a dataset whose shortcut is
+    learned at once), with only the ``<labels>_labels`` section and, in it, only this architecture's entry (the
+    other mappings there are other architectures'). A job's settings are what decides that it reruns: another
+    architecture's epochs, or the other label mode's, retrain nothing here."""
     overrides = next((m.get("training") or {} for m in config.get("models") or []
                       if (m["dataset"], m["arch"]) == (dataset, arch)), {})
-    return deep_merge(config["training"], overrides)
+    merged = deep_merge(config["training"], overrides)
+    section_key = f"{labels}_labels"
+    settings = {key: value for key, value in merged.items() if not key.endswith("_labels")}
+    section = merged.get(section_key)
+    if isinstance(section, Mapping):
+        settings[section_key] = {key: value for key, value in section.items()
+                                 if key == arch or not isinstance(value, Mapping)}
+    return settings
 
 
 def evaluation_settings(config: Mapping[str, Any], name: str, dataset: str, arch: str | None = None,

@@ -9,7 +9,8 @@ rule train:
         record="results/models/{dataset}-{arch}{suffix}.json",
     params:
         labels=lambda w: "random" if w.suffix else "true",
-        settings=lambda w: json.dumps(training_settings(config, w.dataset, w.arch), sort_keys=True),
+        settings=lambda w: json.dumps(training_settings(config, w.dataset, w.arch, "random" if w.suffix else "true"),
+                                      sort_keys=True),
         device=config["device"],
         seed=config["seed"],
         data_dir=config["data_dir"],
