@@ -22,7 +22,7 @@ JOB_TIMES = "job_times.json"
 LOGS_PREFIX = "results/logs/"
 
 
-def probe_seconds(threads: int, repeats: int = 3) -> float:
+def probe_seconds(threads: int, repeats: int = 10) -> float:
     """Best of ``repeats`` timings of one forward and backward pass of a small CNN on 128 MNIST-sized inputs
     (a fraction of a second): this machine's speed at the kind of work the jobs do."""
     import torch
@@ -95,10 +95,10 @@ def plan_lines(planned: list[tuple[str, str]], preset: str, cores: int, threads:
     per_rule: dict[str, list[float]] = {}
     for (rule, _), estimate in zip(planned, seconds):
         per_rule.setdefault(rule, []).append(estimate)
-    lines += [f"  {rule:<16} {len(times):>4} jobs  ~{sum(times) / 60:6.1f} min"
+    lines += [f"  {rule:<16} {len(times):>4} job{'s' if len(times) != 1 else ' '}  ~{sum(times) / 60:6.1f} min"
               for rule, times in sorted(per_rule.items(), key=lambda item: -sum(item[1]))]
     parallel = max(1, cores // max(1, threads))
     lines.append(f"Estimated: {sum(seconds) / 60:.1f} min of job time, about {sum(seconds) / parallel / 60:.1f} min on "
-                 f"{cores} cores ({parallel} jobs of {threads} threads at once), from the times recorded for "
+                 f"{cores} cores ({parallel} job{'s' if parallel != 1 else ''} of {threads} threads at once), from the times recorded for "
                  f"'{preset}' scaled by this machine's speed ({scale:.2f}x their time).")
     return lines
