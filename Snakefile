@@ -52,7 +52,8 @@ onstart:
     from saliency_sanity.estimate import plan_lines
 
     planned = [(job.rule.name, job.log[0]) for job in workflow.dag.needrun_jobs() if job.log]
-    print("\n".join(plan_lines(planned, config["preset"], workflow.cores, THREADS)))
+    # resource_settings.cores is None under a cluster executor (workflow.cores would raise there)
+    print("\n".join(plan_lines(planned, config["preset"], workflow.resource_settings.cores, THREADS)))
 
 
 onsuccess:

@@ -23,8 +23,10 @@ def test_the_plan_scales_recorded_times_by_this_machines_speed(monkeypatch):
                ("randomize", "results/logs/randomize/mnist-cnn-cascading.log")]
     lines = plan_lines(planned, "smoke", cores=4, threads=2, table=table)
     assert lines[0] == "Planned: 2 jobs."
-    assert lines[1].split() == ["randomize", "1", "jobs", "~", "4.0", "min"]  # 120 s x 2
+    assert lines[1].split() == ["randomize", "1", "job", "~", "4.0", "min"]  # 120 s x 2
     assert lines[-1].startswith("Estimated: 6.0 min of job time, about 3.0 min on 4 cores (2 jobs of 2 threads")
+    on_a_cluster = plan_lines(planned, "smoke", cores=None, threads=2, table=table)[-1]
+    assert on_a_cluster.startswith("Estimated: 6.0 min of job time on nodes like this machine")
     assert "no recorded job times" in plan_lines(planned, "paper", 4, 2, table=table)[-1].lower()
 
 

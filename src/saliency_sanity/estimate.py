@@ -79,11 +79,12 @@ def estimate_seconds(keys: Iterable[str], measured: Mapping[str, float]) -> list
             for key in keys]
 
 
-def plan_lines(planned: list[tuple[str, str]], preset: str, cores: int, threads: int,
+def plan_lines(planned: list[tuple[str, str]], preset: str, cores: int | None, threads: int,
                table: Mapping | None = None) -> list[str]:
     """The plan as printed before the first job: jobs and estimated minutes per rule, and the total.
 
-    ``planned`` holds (rule, log path) for each job that will run."""
+    ``planned`` holds (rule, log path) for each job that will run; ``cores`` is None on a cluster executor,
+    where the wall time depends on how many jobs the cluster runs at once."""
     table = load_job_times() if table is None else table
     lines = [f"Planned: {len(planned)} jobs."]
     recorded = table["presets"].get(preset)
@@ -97,8 +98,11 @@ def plan_lines(planned: list[tuple[str, str]], preset: str, cores: int, threads:
         per_rule.setdefault(rule, []).append(estimate)
     lines += [f"  {rule:<16} {len(times):>4} job{'s' if len(times) != 1 else ' '}  ~{sum(times) / 60:6.1f} min"
               for rule, times in sorted(per_rule.items(), key=lambda item: -sum(item[1]))]
+    source = f"from the times recorded for '{preset}' scaled by this machine's speed ({scale:.2f}x their time)"
+    if cores is None:
+        return lines + [f"Estimated: {sum(seconds) / 60:.1f} min of job time on nodes like this machine, {source}; "
+                        "the wall time depends on how many jobs the cluster runs at once."]
     parallel = max(1, cores // max(1, threads))
     lines.append(f"Estimated: {sum(seconds) / 60:.1f} min of job time, about {sum(seconds) / parallel / 60:.1f} min on "
-                 f"{cores} cores ({parallel} job{'s' if parallel != 1 else ''} of {threads} threads at once), from the times recorded for "
-                 f"'{preset}' scaled by this machine's speed ({scale:.2f}x their time).")
+                 f"{cores} cores ({parallel} job{'s' if parallel != 1 else ''} of {threads} threads at once), {source}.")
     return lines
