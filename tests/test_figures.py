@@ -29,7 +29,7 @@ from saliency_sanity.figures import (
     write_index,
 )
 from saliency_sanity.figures import plots, style
-from saliency_sanity.figures.registry import MAX_PNG_PIXELS
+from saliency_sanity.figures.registry import MAX_PNG_PIXELS, PALETTE_PIXELS, save_figure
 from saliency_sanity.methods import METHODS, Method
 from saliency_sanity.similarity import normalize_absolute, normalize_signed
 
@@ -166,6 +166,24 @@ def test_the_same_results_draw_byte_identical_figures(inputs, tmp_path, monkeypa
         drawn.append(make_figure("cascading_grid", MODEL, inputs, tmp_path / run, preset="smoke")[:2])
     for first, second in zip(*drawn):
         assert first.read_bytes() == second.read_bytes(), first.name
+
+
+def test_a_big_grid_png_is_kept_viewable_and_small_and_a_plot_keeps_its_colours(tmp_path):
+    """A 20 x 20 inch panel of noise (an ImageNet grid's texture) within the pixel budget and with a palette."""
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    noise = np.random.default_rng(0).random((600, 600))
+    big, small = Figure(figsize=(20, 20)), Figure(figsize=(4, 3))
+    big.add_subplot().imshow(noise, cmap="gray")
+    small.add_subplot().plot([0, 1], [1, 0], color="tab:red")
+    save_figure(big, tmp_path / "big.png", "png")
+    save_figure(small, tmp_path / "small.png", "png")
+    with Image.open(tmp_path / "big.png") as image:
+        assert image.mode == "P" and PALETTE_PIXELS < image.width * image.height <= MAX_PNG_PIXELS * 1.01
+    with Image.open(tmp_path / "small.png") as image:
+        assert image.mode == "RGBA"
+    assert (tmp_path / "big.png").stat().st_size < 0.5 * 4 * MAX_PNG_PIXELS  # far below raw RGBA
 
 
 def test_pdf_embeds_truetype_fonts(made):

@@ -7,6 +7,7 @@ preset, git commit); ``write_index`` gathers the records into ``<out_dir>/index.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -34,9 +35,13 @@ INDEX_DIR = ".index"
 FORMATS = ("pdf", "png")
 # no creation date in the PDFs: the same results then give byte-identical figures (and manifest hashes)
 SAVE_METADATA = {"pdf": {"CreationDate": None}}
-# the PNGs are for viewing: a big grid (20 x 18 maps of noise-like texture) is drawn at a lower dpi so that
-# it has at most this many pixels (4177 x 4027 px and 6 MB at the style's 200 dpi); the PDF keeps every map
+# The PNGs are for viewing; the PDF keeps every map as computed. A big grid (20 x 18 maps of noise-like texture)
+# is drawn at a lower dpi so that it has at most MAX_PNG_PIXELS (4177 x 4027 px at the style's 200 dpi), and
+# one of more than PALETTE_PIXELS is stored with a 256-colour palette: its maps are near-random pixels that no
+# PNG compresses, so it was 6.6 MB even at 2400 x 2400 and is 2.2 MB with the palette (greys and two diverging
+# colour maps lose nothing visible).
 MAX_PNG_PIXELS = 2400 * 2400
+PALETTE_PIXELS = 2_000_000
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -349,7 +354,7 @@ def make_figure(
         fig, facts = spec.build(data, model, **spec.options)
         paths = [out_dir / f"{stem}.{fmt}" for fmt in FORMATS]
         for path, fmt in zip(paths, FORMATS):
-            atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, **_save_options(fig, fmt)))
+            atomic_write(path, lambda tmp, fmt=fmt: save_figure(fig, tmp, fmt))
     record = {
         "name": name,
         "model": model,
@@ -405,13 +410,24 @@ def _git(cwd: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def _save_options(fig, fmt: str) -> dict[str, Any]:
-    options: dict[str, Any] = {"metadata": SAVE_METADATA.get(fmt)}
-    if fmt == "png":
-        dpi = matplotlib.rcParams["savefig.dpi"]
-        width, height = fig.get_size_inches()
-        options["dpi"] = min(fig.dpi if dpi == "figure" else dpi, (MAX_PNG_PIXELS / (width * height)) ** 0.5)
-    return options
+def save_figure(fig, path: Path, fmt: str) -> None:
+    """``fig`` as ``fmt`` at ``path``: PDFs undated, PNGs within the pixel budget, big ones with a palette."""
+    if fmt != "png":
+        fig.savefig(path, format=fmt, metadata=SAVE_METADATA.get(fmt))
+        return
+    dpi = matplotlib.rcParams["savefig.dpi"]
+    width, height = fig.get_size_inches()
+    dpi = min(fig.dpi if dpi == "figure" else dpi, (MAX_PNG_PIXELS / (width * height)) ** 0.5)
+    if width * height * dpi ** 2 <= PALETTE_PIXELS:
+        fig.savefig(path, format="png", dpi=dpi)
+        return
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    image = Image.open(buffer).convert("RGB")
+    image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(path, format="png",
+                                                                                       optimize=True)
 
 
 def figure_records(out_dir: Path) -> list[dict[str, Any]]:
