@@ -53,9 +53,10 @@ GRID_IMAGES = 2  # images whose maps are kept at every stage (randomization.grid
 PER_MODEL = [name for name, spec in FIGURES.items() if spec.model is None and not spec.evaluations]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def control_method():
-    """Register a model-free control for the test only (restored afterwards)."""
+    """Register a model-free control for this module only (restored afterwards); module-scoped so that
+    the module-scoped figures below are rendered with it registered."""
     with METHODS.added("test_edge_control", Method("test_edge_control", lambda m, x, t: x, model_free=True)):
         yield
 
