@@ -70,7 +70,8 @@ def test_readme_method_example_registers_a_working_method(register, shipped_mode
     register("Adding a method")
     model, target = shipped_models["cnn"], torch.zeros(len(images), dtype=torch.long)
     maps = get_method("gradient_x_sign")(model, images, target, batch_size=2)
-    assert torch.equal(maps, get_method("gradient")(model, images, target) * torch.sign(images))
+    # batches of 2 against one batch of 3: equal up to float rounding, which differs by CPU
+    torch.testing.assert_close(maps, get_method("gradient")(model, images, target) * torch.sign(images))
     assert "gradient_x_sign" in [method.name for method in Harness().applicable(model)]  # picked up everywhere
 
 

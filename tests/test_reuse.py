@@ -172,7 +172,7 @@ def test_guided_gradcam_reuses_its_factors(cnn, images, target):
         with counting(cnn) as passes:
             inside = get_method("guided_gradcam")(cnn, images, target)
     assert passes.examples == 0
-    assert torch.equal(inside, outside)
+    torch.testing.assert_close(inside, outside)  # Grad-CAM ran in batches of 2 here: float rounding may differ by CPU
     torch.testing.assert_close(inside, guided * cam)
 
 
